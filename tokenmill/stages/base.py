@@ -1,0 +1,186 @@
+"""The stage contract: documents in, documents out, every drop named and counted.
+
+A map stage implements `process(doc, ctx) -> Doc | None`. Returning None means the
+document was dropped, and the stage must have called `ctx.drop(doc, reason)` first (the
+base class checks). Heavy state is loaded in `setup()`, once per worker process. Stage code
+never knows how it is scheduled: the pipeline fuses consecutive map stages into one task
+per input shard and runs it under the local or the Ray executor.
+
+A filter (see tokenmill/filters) implements only its decision,
+`filter(doc) -> True | (False, "reason")`; `FilterStage` runs a list of them in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tokenmill.doc import Doc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageStats:
+    """What one stage did in one task; merged with `+` across tasks."""
+
+    stage: str
+    docs_in: int = 0
+    docs_out: int = 0
+    drops: Counter = field(default_factory=Counter)  # reason -> documents dropped
+    counters: Counter = field(default_factory=Counter)  # anything else (skips, replacements)
+    seconds: float = 0.0
+
+    def __add__(self, other: "StageStats") -> "StageStats":
+        assert self.stage == other.stage, (self.stage, other.stage)
+        return StageStats(
+            self.stage,
+            self.docs_in + other.docs_in,
+            self.docs_out + other.docs_out,
+            self.drops + other.drops,
+            self.counters + other.counters,
+            self.seconds + other.seconds,
+        )
+
+
+class StageContext:
+    """Handed to a stage for one task: counts, and collects dropped documents."""
+
+    def __init__(self, stage: str, keep_removed: bool = True):
+        self.stats = StageStats(stage)
+        self.keep_removed = keep_removed
+        self.removed: list[tuple[Doc, str]] = []
+
+    def drop(self, doc: Doc, reason: str) -> None:
+        self.stats.drops[reason] += 1
+        if self.keep_removed:
+            self.removed.append((doc, reason))
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats.counters[key] += n
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For stages that take no options."""
+
+
+class Stage:
+    name: ClassVar[str]
+    version: ClassVar[int] = 1  # bump when the stage's output can change for the same input
+    Config: ClassVar[type] = NoOptions
+    kind: ClassVar[str] = "map"  # "map" (per document) or "global" (needs all shards)
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.Config()
+
+    def setup(self) -> None:
+        """Load heavy state (models, lists) once per worker."""
+
+    def fingerprint(self) -> dict:
+        """What decides this stage's output: hashed into the run record for resume."""
+        cfg = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else self.config
+        return {"stage": self.name, "version": self.version, "config": cfg}
+
+
+class MapStage(Stage):
+    kind = "map"
+
+    def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
+        raise NotImplementedError
+
+    def run(self, docs: Iterator[Doc], ctx: StageContext) -> Iterator[Doc]:
+        stats = ctx.stats
+        for doc in docs:
+            stats.docs_in += 1
+            before = sum(stats.drops.values())
+            out = self.process(doc, ctx)
+            if out is None:
+                assert sum(stats.drops.values()) == before + 1, (
+                    f"stage {self.name} returned None for {doc.id} without ctx.drop(doc, reason)"
+                )
+                continue
+            stats.docs_out += 1
+            yield out
+
+
+class FilterStage(MapStage):
+    """Runs filters in order; the first that rejects a document names the reason."""
+
+    def build_filters(self) -> list:
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.filters = self.build_filters()
+        for f in self.filters:
+            if hasattr(f, "setup"):
+                f.setup()
+
+    def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
+        for f in self.filters:
+            verdict = f.filter(doc)
+            if verdict is True:
+                continue
+            if verdict is False:
+                reason = getattr(f, "name", type(f).__name__)
+            else:
+                ok, reason = verdict
+                if ok:
+                    continue
+            ctx.drop(doc, reason)
+            return None
+        return doc
+
+
+@dataclass
+class TaskResult:
+    """What a task returns to the driver; the driver turns it into manifest rows."""
+
+    stats: list[StageStats] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # files written (already renamed into place)
+    bytes_out: int = 0
+    checksum: str | None = None  # sha256 over the outputs' bytes, when cheap to know
+    value: Any = None  # anything else the orchestrating stage needs back
+
+
+class GlobalJob:
+    """What a global stage gets on the driver: its inputs, a scratch dir, and a way to fan out.
+
+    `run_tasks(name, fn, args)` runs `fn(*a)` for each `a` in `args` as separate tasks (under
+    Ray: in parallel, retried), records each in the manifest, and returns their `TaskResult`s
+    in order. `fn` must be a module-level function (it is pickled).
+    """
+
+    def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner):
+        self.inputs = inputs  # Parquet files of documents, one per shard, in shard order
+        self.workdir = workdir  # this stage's scratch directory (local path or URL)
+        self.run_dir = run_dir
+        self._runner = runner
+
+    def run_tasks(self, name: str, fn, args: list[tuple]) -> list[TaskResult]:
+        return self._runner(name, fn, args)
+
+
+class GlobalStage(MapStage):
+    """A stage that needs all shards at once (dedup clustering, tokenizer training).
+
+    The pipeline calls `run_global(job)` on the driver once the upstream step is complete;
+    it fans work out with `job.run_tasks`. Then, per shard, `begin_shard(shard, workdir)`
+    and `process(doc, ctx)` run fused with the map stages that follow (e.g. dropping the
+    duplicates found by the global step), so documents are written once.
+    """
+
+    kind = "global"
+
+    def run_global(self, job: GlobalJob) -> None:
+        raise NotImplementedError
+
+    def begin_shard(self, shard: int, workdir: str) -> None:
+        """Load this shard's artefacts of the global step (e.g. ids to drop)."""
+
+    def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
+        return doc

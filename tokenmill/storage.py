@@ -1,0 +1,155 @@
+"""Files: local paths or fsspec URLs, atomic writes, and documents as Parquet.
+
+Every output is written under a temporary name and renamed into place, so a file that
+exists is complete. Documents travel between processes as Parquet with a fixed schema
+(`DOC_SCHEMA`); removed documents add `stage` and `reason`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tokenmill.doc import Doc
+
+DOC_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("language", pa.string()),
+        ("language_score", pa.float64()),
+        ("source", pa.string()),
+        ("source_offset", pa.int64()),
+        ("warc_record_id", pa.string()),
+        ("warc_date", pa.string()),
+        ("scores", pa.map_(pa.string(), pa.float64())),
+        ("meta", pa.string()),  # JSON object
+    ]
+)
+REMOVED_SCHEMA = DOC_SCHEMA.append(pa.field("stage", pa.string())).append(pa.field("reason", pa.string()))
+
+
+def fs_and_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
+
+
+def exists(url: str) -> bool:
+    fs, path = fs_and_path(url)
+    return fs.exists(path)
+
+
+def makedirs(url: str) -> None:
+    fs, path = fs_and_path(url)
+    fs.makedirs(path, exist_ok=True)
+
+
+def glob(pattern: str) -> list[str]:
+    fs, path = fs_and_path(pattern)
+    proto = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    hits = sorted(fs.glob(path))
+    if proto in ("file", "local"):
+        return hits
+    return [f"{proto}://{h}" for h in hits]
+
+
+def remove(url: str) -> None:
+    fs, path = fs_and_path(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+@contextlib.contextmanager
+def atomic_write(url: str, mode: str = "wb"):
+    """Open `url` for writing under a temporary name; rename into place on success."""
+    fs, path = fs_and_path(url)
+    parent = path.rsplit("/", 1)[0]
+    fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fs.rm(tmp)
+        raise
+
+
+def sha256_file(url: str) -> str:
+    fs, path = fs_and_path(url)
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _doc_row(d: Doc) -> dict:
+    return {
+        "id": d.id,
+        "url": d.url,
+        "text": d.text,
+        "language": d.language,
+        "language_score": d.language_score,
+        "source": d.source,
+        "source_offset": d.source_offset,
+        "warc_record_id": d.warc_record_id,
+        "warc_date": d.warc_date,
+        "scores": list(d.scores.items()) if d.scores else None,
+        "meta": json.dumps(d.meta, ensure_ascii=False, default=str) if d.meta else None,
+    }
+
+
+def write_docs(url: str, docs: Iterable[Doc], removed: Iterable[tuple[Doc, str, str]] | None = None) -> int:
+    """Write documents (or, with `removed`, (doc, stage, reason) triples) atomically. Returns bytes."""
+    if removed is not None:
+        rows = [{**_doc_row(d), "stage": s, "reason": r} for d, s, r in removed]
+        schema = REMOVED_SCHEMA
+    else:
+        rows = [_doc_row(d) for d in docs]
+        schema = DOC_SCHEMA
+    table = pa.Table.from_pylist(rows, schema=schema)
+    with atomic_write(url) as f:
+        pq.write_table(table, f, compression="zstd")
+    fs, path = fs_and_path(url)
+    return fs.size(path)
+
+
+def row_to_doc(row: dict) -> Doc:
+    return Doc(
+        id=row["id"],
+        text=row.get("text"),
+        url=row.get("url"),
+        source=row.get("source"),
+        source_offset=row.get("source_offset"),
+        warc_record_id=row.get("warc_record_id"),
+        warc_date=row.get("warc_date"),
+        language=row.get("language"),
+        language_score=row.get("language_score"),
+        scores=dict(row["scores"]) if row.get("scores") else {},
+        meta=json.loads(row["meta"]) if row.get("meta") else {},
+    )
+
+
+def read_docs(url: str, batch_size: int = 1024) -> Iterator[Doc]:
+    """Stream documents from a Parquet file written by `write_docs`."""
+    fs, path = fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        pf = pq.ParquetFile(f)
+        for batch in pf.iter_batches(batch_size=batch_size):
+            for row in batch.to_pylist():
+                yield row_to_doc(row)
