@@ -175,6 +175,8 @@ class GlobalStage(MapStage):
     """
 
     kind = "global"
+    # False when process() is a pass-through (e.g. tokenize): no per-shard apply step is needed.
+    has_apply: ClassVar[bool] = True
 
     def run_global(self, job: GlobalJob) -> None:
         raise NotImplementedError
