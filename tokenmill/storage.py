@@ -114,17 +114,25 @@ def _doc_row(d: Doc) -> dict:
     }
 
 
-def write_docs(url: str, docs: Iterable[Doc], removed: Iterable[tuple[Doc, str, str]] | None = None) -> int:
-    """Write documents (or, with `removed`, (doc, stage, reason) triples) atomically. Returns bytes."""
+def write_docs(url: str, docs: Iterable[Doc], removed: Iterable[tuple[Doc, str, str]] | None = None,
+               batch_rows: int = 2048) -> int:
+    """Write documents (or, with `removed`, (doc, stage, reason) triples) atomically, streaming
+    in row groups of `batch_rows`. Returns the file's size in bytes."""
     if removed is not None:
-        rows = [{**_doc_row(d), "stage": s, "reason": r} for d, s, r in removed]
+        rows = ({**_doc_row(d), "stage": s, "reason": r} for d, s, r in removed)
         schema = REMOVED_SCHEMA
     else:
-        rows = [_doc_row(d) for d in docs]
+        rows = (_doc_row(d) for d in docs)
         schema = DOC_SCHEMA
-    table = pa.Table.from_pylist(rows, schema=schema)
     with atomic_write(url) as f:
-        pq.write_table(table, f, compression="zstd")
+        with pq.ParquetWriter(f, schema, compression="zstd") as writer:
+            batch: list[dict] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= batch_rows:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
     fs, path = fs_and_path(url)
     return fs.size(path)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class Stage:
     def setup(self) -> None:
         """Load heavy state (models, lists) once per worker."""
 
+    def close(self) -> None:
+        """Release what setup() acquired (child processes, files)."""
+
     def fingerprint(self) -> dict:
         """What decides this stage's output: hashed into the run record for resume."""
         cfg = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else self.config
@@ -95,10 +99,13 @@ class MapStage(Stage):
 
     def run(self, docs: Iterator[Doc], ctx: StageContext) -> Iterator[Doc]:
         stats = ctx.stats
+        clock = time.perf_counter
         for doc in docs:
             stats.docs_in += 1
             before = sum(stats.drops.values())
+            t0 = clock()
             out = self.process(doc, ctx)
+            stats.seconds += clock() - t0
             if out is None:
                 assert sum(stats.drops.values()) == before + 1, (
                     f"stage {self.name} returned None for {doc.id} without ctx.drop(doc, reason)"

@@ -1,0 +1,239 @@
+"""The pipeline config: YAML in, validated frozen objects out, errors that name the key and file.
+
+    input:  {paths: ["crawl/*.warc.gz"], format: auto}
+    output: runs/demo
+    executor: {kind: ray, address: null, workers: null}
+    stages: [url_filter, extract, language, quality]   # any subset; run in pipeline order
+    extract: {timeout_s: 10}                           # one optional section per stage
+
+Each stage declares its options as a frozen dataclass (`Stage.Config`); this module checks
+the YAML against those dataclasses: an unknown key, a wrong type, a bad value or a missing
+input fails at start with `ConfigError("FILE: key.path: what is wrong")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from tokenmill import stages as stage_registry
+from tokenmill.stages.ingest import InputConfig, expand_paths
+
+
+class ConfigError(ValueError):
+    """A config problem the user must fix; the CLI prints it and exits with status 2."""
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    kind: Literal["ray", "local"] = "ray"
+    address: str | None = None  # Ray cluster address; None: $RAY_ADDRESS, else a local Ray
+    workers: int | None = None  # parallel tasks at most; None: the cluster's CPUs
+    max_attempts: int = 3  # a task that fails this many times fails for good
+    keep_removed: bool = True  # write dropped documents to removed/<stage>/
+
+    def __post_init__(self):
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers: must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts: must be at least 1")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    input: InputConfig
+    output: str
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    stages: tuple[str, ...] = ()  # in pipeline order
+    stage_options: dict = field(default_factory=dict)  # stage name -> its Config object
+    source: str = "<dict>"  # the file this came from
+
+    def options(self, stage: str):
+        return self.stage_options[stage]
+
+    def resolved(self) -> dict:
+        """The config with every default filled in: what the run record stores and hashes."""
+        return {
+            "input": dataclasses.asdict(self.input),
+            "output": self.output,
+            "executor": dataclasses.asdict(self.executor),
+            "stages": list(self.stages),
+            **{name: dataclasses.asdict(opts) for name, opts in self.stage_options.items() if name in self.stages},
+        }
+
+    def hash(self) -> str:
+        return config_hash(self.resolved())
+
+
+def config_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+TOP_KEYS = ("input", "output", "executor", "stages")
+
+
+def load(path: str, overrides: dict | None = None) -> PipelineConfig:
+    """Read and validate a YAML config file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return from_dict(data if data is not None else {}, source=path, overrides=overrides)
+
+
+def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, check_inputs: bool = True) -> PipelineConfig:
+    def fail(key: str, msg: str):
+        raise ConfigError(f"{source}: {key}: {msg}")
+
+    if not isinstance(data, dict):
+        fail("(top level)", "must be a mapping of keys to values")
+    known = {*TOP_KEYS, *stage_registry.PIPELINE_ORDER}
+    for key in data:
+        if key not in known:
+            fail(str(key), f"unknown key (known: {', '.join(sorted(known))})")
+    if "input" not in data:
+        fail("input", "missing: say which files to read, e.g. input: {paths: [crawl/*.warc.gz]}")
+    if "output" not in data:
+        fail("output", "missing: the run directory to write, e.g. output: runs/demo")
+    if not isinstance(data["output"], str) or not data["output"]:
+        fail("output", "must be a path or URL string")
+
+    inp = data["input"]
+    if isinstance(inp, (str, list)):  # shorthand: input: crawl/*.warc.gz
+        inp = {"paths": inp}
+    if isinstance(inp, dict) and isinstance(inp.get("paths"), str):
+        inp = {**inp, "paths": [inp["paths"]]}
+    input_cfg = build(InputConfig, inp, "input", source)
+    if not input_cfg.paths:
+        fail("input.paths", "must list at least one path, glob, URL or warc.paths listing")
+
+    executor = build(ExecutorConfig, data.get("executor") or {}, "executor", source)
+    if overrides:
+        executor = dataclasses.replace(executor, **{k: v for k, v in overrides.items() if v is not None})
+        try:
+            executor.__post_init__()
+        except ValueError as e:
+            fail("executor", str(e))
+
+    names = data.get("stages")
+    if names is None:
+        names = stage_registry.available()
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        fail("stages", "must be a list of stage names")
+    for n in names:
+        if n not in stage_registry.PIPELINE_ORDER:
+            fail("stages", f"no stage named {n!r} (stages: {', '.join(stage_registry.PIPELINE_ORDER)})")
+        if n not in stage_registry.REGISTRY:
+            fail("stages", f"stage {n!r} is not available in this version (available: {', '.join(stage_registry.available())})")
+    if len(set(names)) != len(names):
+        fail("stages", "a stage is listed twice")
+    ordered = tuple(s for s in stage_registry.PIPELINE_ORDER if s in names)
+
+    stage_options = {}
+    for name in stage_registry.available():
+        section = data.get(name) or {}
+        stage_options[name] = build(stage_registry.stage_class(name).Config, section, name, source)
+    for name in stage_registry.PIPELINE_ORDER:
+        if name in data and name not in stage_registry.REGISTRY:
+            fail(name, f"stage {name!r} is not available in this version")
+
+    cfg = PipelineConfig(input_cfg, data["output"], executor, ordered, stage_options, source)
+    if check_inputs:
+        try:
+            expand_paths(input_cfg)
+        except (FileNotFoundError, OSError) as e:
+            raise ConfigError(f"{source}: {e}") from None
+    return cfg
+
+
+def build(cls, data: Any, where: str, source: str):
+    """Build frozen dataclass `cls` from a YAML mapping, checking keys, types and values."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where}: must be a mapping (got {type(data).__name__})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{source}: {where}.{key}: unknown key (known: {', '.join(fields)})")
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}", source)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise ConfigError(f"{source}: {where}.{e}") from None
+    except TypeError as e:
+        raise ConfigError(f"{source}: {where}: {e}") from None
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp, value: Any, where: str, source: str):
+    def bad():
+        raise ConfigError(f"{source}: {where}: expected {_type_name(tp)}, got {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None:
+            if type(None) in options:
+                return None
+            bad()
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _coerce(opt, value, where, source)
+            except ConfigError:
+                continue
+        bad()
+    if origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise ConfigError(f"{source}: {where}: must be one of {list(typing.get_args(tp))}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            bad()
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v, f"{where}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            bad()
+        _, vt = typing.get_args(tp) or (str, Any)
+        return {str(k): _coerce(vt, v, f"{where}.{k}", source) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where, source)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        bad()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        bad()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        bad()
+    if value is None:
+        bad()
+    return value

@@ -1,0 +1,151 @@
+"""Executors: run a list of tasks with bounded parallelism and retries, reporting each attempt.
+
+`LocalExecutor` runs tasks one after another in this process (tests, debugging: breakpoints
+work). `RayExecutor` submits them as Ray tasks: a local Ray when no address is given (the
+embedded default), else the cluster at `address` / $RAY_ADDRESS (also under `ray job submit`).
+This package is the only place in tokenmill that imports ray.
+
+A task is `Task(task_id, fn, args)`; `fn(*args)` returns a `TaskResult`. Failures (an
+exception, a crashed worker) are retried up to `max_attempts` with a short backoff; every
+attempt is reported through the callbacks so the manifest records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Task:
+    task_id: str
+    fn: Callable
+    args: tuple
+    attempt: int = 1
+
+
+@dataclass
+class Attempt:
+    task: Task
+    ok: bool
+    result: Any = None
+    error: str | None = None
+    worker: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+    final: bool = True  # False when the task will be tried again
+
+
+def call_task(fn: Callable, args: tuple) -> tuple[Any, str, float, float]:
+    """Runs on the worker: the result plus where and when it ran."""
+    started = time.time()
+    result = fn(*args)
+    return result, f"{socket.gethostname()}:{os.getpid()}", started, time.time()
+
+
+def _error_text(e: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(e), e)).strip()[-2000:]
+
+
+class LocalExecutor:
+    kind = "local"
+
+    def __init__(self, workers: int | None = None, max_attempts: int = 3, backoff_s: float = 0.0):
+        self.workers = 1
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+
+    def run(self, tasks: list[Task], on_attempt: Callable[[Attempt], None]) -> None:
+        queue = deque(tasks)
+        while queue:
+            task = queue.popleft()
+            started = time.time()
+            try:
+                result, worker, started, finished = call_task(task.fn, task.args)
+                on_attempt(Attempt(task, True, result, None, worker, started, finished))
+            except Exception as e:
+                log.debug("task %s attempt %d failed", task.task_id, task.attempt, exc_info=True)
+                final = task.attempt >= self.max_attempts
+                worker = f"{socket.gethostname()}:{os.getpid()}"
+                on_attempt(Attempt(task, False, None, _error_text(e), worker, started, time.time(), final))
+                if not final:
+                    time.sleep(self.backoff_s * task.attempt)
+                    queue.appendleft(Task(task.task_id, task.fn, task.args, task.attempt + 1))
+
+    def close(self) -> None:
+        pass
+
+
+class RayExecutor:
+    kind = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 3,
+                 backoff_s: float = 1.0):
+        import ray
+
+        self.ray = ray
+        self.started_ray = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = dict(include_dashboard=False, configure_logging=False, log_to_driver=True)
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            if address:
+                kwargs["address"] = address
+            log.info("starting Ray (%s)", address or "local")
+            ray.init(**kwargs)
+            self.started_ray = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = workers or max(1, cpus)
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        # Retries are ours (so every attempt is recorded), not Ray's.
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(call_task)
+
+    def run(self, tasks: list[Task], on_attempt: Callable[[Attempt], None]) -> None:
+        ray = self.ray
+        queue = deque(tasks)
+        waiting: list[tuple[float, Task]] = []  # (not before, task): retries after backoff
+        pending: dict[Any, tuple[Task, float]] = {}
+        while queue or pending or waiting:
+            now = time.time()
+            for item in [w for w in waiting if w[0] <= now]:
+                waiting.remove(item)
+                queue.append(item[1])
+            while queue and len(pending) < self.workers:
+                task = queue.popleft()
+                pending[self._remote.remote(task.fn, task.args)] = (task, time.time())
+            if not pending:
+                time.sleep(0.05)
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                task, submitted = pending.pop(ref)
+                try:
+                    result, worker, started, finished = ray.get(ref)
+                    on_attempt(Attempt(task, True, result, None, worker, started, finished))
+                except Exception as e:
+                    final = task.attempt >= self.max_attempts
+                    on_attempt(Attempt(task, False, None, _error_text(e), "", submitted, time.time(), final))
+                    if not final:
+                        retry = Task(task.task_id, task.fn, task.args, task.attempt + 1)
+                        waiting.append((time.time() + self.backoff_s * task.attempt, retry))
+
+    def close(self) -> None:
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def make_executor(kind: str, address: str | None, workers: int | None, max_attempts: int):
+    if kind == "local":
+        return LocalExecutor(workers, max_attempts)
+    if kind == "ray":
+        return RayExecutor(address, workers, max_attempts)
+    raise ValueError(f"executor.kind: unknown executor {kind!r} (ray | local)")
