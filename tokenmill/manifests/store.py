@@ -1,6 +1,7 @@
 """Manifest schemas, writers and readers. The driver is the only writer; each attempt of each
-task is its own small file (`tasks/<task_id>.a<attempt>.parquet`), written atomically, so a
-task counts as done exactly when its file exists, and concurrent runs never corrupt a table."""
+task is its own small file (`tasks/<task_id>.<run_id>.a<attempt>.parquet`), written atomically, so a
+task counts as done exactly when its file exists. The run id is in the name: attempts of a
+later (resumed) invocation never overwrite the record of an earlier one."""
 
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ def tasks_dir(run_dir: str) -> str:
     return storage.join(run_dir, "manifest", "tasks")
 
 
-def write_task_rows(run_dir: str, task_id: str, attempt: int, rows: list[dict]) -> str:
-    url = storage.join(tasks_dir(run_dir), f"{task_id}.a{attempt}.parquet")
+def write_task_rows(run_dir: str, run_id: str, task_id: str, attempt: int, rows: list[dict]) -> str:
+    url = storage.join(tasks_dir(run_dir), f"{task_id}.{run_id}.a{attempt}.parquet")
     table = pa.Table.from_pylist([_fill(r) for r in rows], schema=TASK_SCHEMA)
     with storage.atomic_write(url) as f:
         pq.write_table(table, f)

@@ -133,7 +133,7 @@ class Runner:
             rows = [dict(base, status="failed", error=attempt.error)]
             log.warning("task %s (%s) attempt %d failed%s: %s", task.task_id, ", ".join(inputs), task.attempt,
                         "" if attempt.final else ", will retry", attempt.error)
-        write_task_rows(self.run_dir, task.task_id, task.attempt, rows)
+        write_task_rows(self.run_dir, self.run_id, task.task_id, task.attempt, rows)
 
     def _write_run(self, status: str, started: float) -> None:
         write_run(self.run_dir, dict(

@@ -115,16 +115,23 @@ class _Child:
         self.opts = opts
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, startup_timeout_s: float = 120.0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tokenmill.stages.extract_child"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         )
+        # The child says "ready" once trafilatura is imported (~1 s): start-up is not a document's time.
+        ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
+        if not ready or recv_frame(self.proc.stdout)[0] != "ready":
+            self.stop()
+            raise RuntimeError("the extraction process did not start; is trafilatura installed?")
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(5)
+            for stream in (self.proc.stdin, self.proc.stdout):
+                stream.close()
             self.proc = None
 
     def extract(self, html: str, timeout_s: float) -> tuple[str, str | None]:

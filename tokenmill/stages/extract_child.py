@@ -15,6 +15,7 @@ def main() -> None:
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything a library prints must not corrupt the frames
+    send_frame(stdout, ("ready", None))
     while True:
         try:
             html, opts = recv_frame(stdin)

@@ -1,0 +1,107 @@
+"""The `tokenmill` command. Thin: parses arguments, calls the library, prints, sets the exit code.
+
+    tokenmill run CONFIG [--executor ray|local] [--workers N] [--ray-address A] [--force]
+    tokenmill inspect RUN
+    tokenmill demo [--out DIR] [--executor ray|local]
+
+Exit status: 0 done; 1 a task failed for good (one-line summary on stderr); 2 bad config or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["ray", "local"], help="override executor.kind")
+    p.add_argument("--workers", type=int, help="override executor.workers (parallel tasks at most)")
+    p.add_argument("--ray-address", help="Ray cluster to attach to (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tokenmill", description="Raw web crawls in, curated documents and training tokens out.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a pipeline config (resumes when the output directory has a run)")
+    p.add_argument("config", help="YAML pipeline config")
+    _add_run_options(p)
+    p.add_argument("--force", action="store_true", help="redo steps whose config changed since the last run in this directory")
+
+    p = sub.add_parser("inspect", help="per-stage table of a run directory: tasks, documents, drop reasons")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser("demo", help="generate a small crawl and run the default recipe on it")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    _add_run_options(p)
+    return parser
+
+
+def _overrides(args) -> dict:
+    return {"kind": args.executor, "workers": args.workers, "address": args.ray_address}
+
+
+def cmd_run(args) -> int:
+    from tokenmill.config import ConfigError, load
+    from tokenmill.manifests.inspect import describe
+    from tokenmill.pipeline import ConfigChanged, run_pipeline
+
+    try:
+        cfg = load(args.config, overrides=_overrides(args))
+    except ConfigError as e:
+        print(f"tokenmill: bad config: {e}", file=sys.stderr)
+        return 2
+    try:
+        summary = run_pipeline(cfg, force=args.force, progress=not args.no_progress)
+    except ConfigChanged as e:
+        print(f"tokenmill: {e}", file=sys.stderr)
+        return 2
+    print(describe(cfg.output))
+    if not summary.ok:
+        print(f"tokenmill: {summary.one_line()}", file=sys.stderr)
+        return 1
+    print(summary.one_line())
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from tokenmill.manifests.inspect import describe
+
+    try:
+        print(describe(args.run_dir))
+    except FileNotFoundError as e:
+        print(f"tokenmill: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from tokenmill import demo, storage
+    from tokenmill.config import from_dict
+    from tokenmill.manifests.inspect import describe
+    from tokenmill.pipeline import run_pipeline
+
+    crawl_dir = storage.join(args.out, "crawl")
+    n = demo.write_warc(storage.join(crawl_dir, "demo-00000.warc.gz"), seed=0, n_articles=60)
+    n += demo.write_warc(storage.join(crawl_dir, "demo-00001.warc.gz"), seed=1, n_articles=40)
+    print(f"generated a crawl of {n} HTTP responses in {crawl_dir}")
+    raw = demo.demo_config(crawl_dir, storage.join(args.out, "run"))
+    cfg = from_dict(raw, source="tokenmill demo", overrides=_overrides(args))
+    summary = run_pipeline(cfg, force=True, progress=not args.no_progress)
+    print(describe(cfg.output))
+    print(summary.one_line())
+    return 0 if summary.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return {"run": cmd_run, "inspect": cmd_inspect, "demo": cmd_demo}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
