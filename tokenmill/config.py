@@ -115,6 +115,8 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
     if isinstance(inp, dict) and isinstance(inp.get("paths"), str):
         inp = {**inp, "paths": [inp["paths"]]}
     input_cfg = build(InputConfig, inp, "input", source)
+    # Local paths are made absolute here, on the driver: workers on other nodes have other cwds.
+    input_cfg = dataclasses.replace(input_cfg, paths=tuple(_absolute(p) for p in input_cfg.paths))
     if not input_cfg.paths:
         fail("input.paths", "must list at least one path, glob, URL or warc.paths listing")
 
@@ -148,13 +150,18 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
         if name in data and name not in stage_registry.REGISTRY:
             fail(name, f"stage {name!r} is not available in this version")
 
-    cfg = PipelineConfig(input_cfg, data["output"], executor, ordered, stage_options, source)
+    cfg = PipelineConfig(input_cfg, _absolute(data["output"]), executor, ordered, stage_options, source)
     if check_inputs:
         try:
             expand_paths(input_cfg)
         except (FileNotFoundError, OSError) as e:
             raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def _absolute(path: str) -> str:
+    """Relative local paths are relative to the working directory of `tokenmill run`."""
+    return path if "://" in path else os.path.abspath(os.path.expanduser(path))
 
 
 def build(cls, data: Any, where: str, source: str):
