@@ -5,13 +5,14 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from collections import Counter
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from helpers import make_jsonl
-from tokenmill import cli
+from tokenmill import cli, stages
 from tokenmill.config import from_dict
 from tokenmill.manifests import read_runs, read_tasks
 from tokenmill.manifests.inspect import stage_table
@@ -19,9 +20,12 @@ from tokenmill.pipeline import ConfigChanged, run_pipeline
 from tokenmill.pipeline.executors import LocalExecutor, RayExecutor, Task
 
 
-def config(inputs, out, kind="local", **sections):
-    return from_dict({"input": {"paths": inputs}, "output": str(out), "executor": {"kind": kind, "max_attempts": 1},
-                      **sections}, "test.yaml")
+def config(inputs, out, kind="local", stages=None, **sections):
+    """The default recipe unless `stages` is given (mechanics tests use [extract] on tiny text)."""
+    data = {"input": {"paths": inputs}, "output": str(out), "executor": {"kind": kind, "max_attempts": 1}, **sections}
+    if stages is not None:
+        data["stages"] = stages
+    return from_dict(data, "test.yaml")
 
 
 def docs_of(run_dir):
@@ -47,16 +51,26 @@ def test_local_run_on_real_warcs_writes_the_contract(local_run):
     parts = sorted(p.name for p in (out / "docs").glob("*.parquet"))
     assert parts == [f"part-{i:05d}.parquet" for i in range(6)]
     docs = docs_of(out)
-    assert len(docs) > 50
-    for col in ("id", "url", "text", "source", "source_offset", "warc_record_id", "warc_date"):
+    assert len(docs) > 20
+    for col in ("id", "url", "text", "source", "source_offset", "warc_record_id", "warc_date", "language"):
         assert all(d[col] is not None for d in docs), col
     run, table = stage_table(str(out))
     assert run["status"] == "done" and json.loads(run["versions"])["tokenmill"]
+    assert [r["stage"] for r in table] == ["ingest", *stages.available()[: len(table) - 1]]
     by_stage = {r["stage"]: r for r in table}
     for r in table:  # every input record is accounted for
         assert r["docs_in"] == r["docs_out"] + r["dropped"], r
+    for a, b in zip(table, table[1:]):
+        assert a["docs_out"] == b["docs_in"], (a["stage"], b["stage"])
     assert by_stage["ingest"]["drops"]["truncated_record"] == 1
-    assert by_stage[table[-1]["stage"]]["docs_out"] == len(docs)
+    assert table[-1]["docs_out"] == len(docs)
+    # every dropped document is kept, with its reason, under removed/<stage>/
+    for r in table[1:]:
+        if r["dropped"]:
+            removed = pq.read_table(out / "removed" / r["stage"]).to_pylist()
+            assert Counter(d["reason"] for d in removed) == Counter(r["drops"]), r["stage"]
+            assert all(d["stage"] == r["stage"] and d["id"] for d in removed)
+    assert by_stage["language"]["dropped"] > 0 and by_stage["quality"]["dropped"] > 0
     # the manifest is plain Parquet for DuckDB
     n = duckdb.sql(f"SELECT count(DISTINCT task_id) FROM '{out}/manifest/tasks/*.parquet' WHERE status = 'done'").fetchall()[0][0]
     assert n == 6
@@ -95,17 +109,17 @@ def test_resume_after_a_failed_task_gives_the_uninterrupted_result(tmp_path):
     (d / "docs-1.jsonl.gz").write_bytes(b"not gzip at all")  # unreadable until "the network comes back"
     files = [str(d / "docs-0.jsonl"), str(d / "docs-1.jsonl.gz"), str(d / "docs-2.jsonl")]
     out = tmp_path / "run"
-    first = run_pipeline(config(files, out), progress=False)
+    first = run_pipeline(config(files, out, stages=["extract"]), progress=False)
     assert not first.ok and first.failed == 1 and first.done == 2
     assert "docs-1.jsonl.gz" in first.failures[0]["inputs"][0] and "gzip" in first.failures[0]["error"].lower()
     assert "failed" in first.one_line()
 
     (d / "docs-1.jsonl.gz").write_bytes(gzip.compress(good))
-    second = run_pipeline(config(files, out), progress=False)
+    second = run_pipeline(config(files, out, stages=["extract"]), progress=False)
     assert second.ok and second.done == 1 and second.skipped == 2
 
     fresh = tmp_path / "fresh"
-    assert run_pipeline(config(files, fresh), progress=False).ok
+    assert run_pipeline(config(files, fresh, stages=["extract"]), progress=False).ok
     assert checksums(out) == checksums(fresh)
     statuses = read_tasks(str(out)).select(["task_id", "status"]).to_pylist()
     assert {"task_id": "s00-00001", "status": "failed"} in statuses and {"task_id": "s00-00001", "status": "done"} in statuses
@@ -127,9 +141,9 @@ def test_changed_config_is_refused_then_redone_with_force(tmp_path):
 def test_fewer_inputs_leave_no_stale_parts(tmp_path):
     d = _jsonl_inputs(tmp_path, 3)
     out = tmp_path / "run"
-    assert run_pipeline(config([str(d / "*.jsonl")], out), progress=False).ok
+    assert run_pipeline(config([str(d / "*.jsonl")], out, stages=["extract"]), progress=False).ok
     (d / "docs-2.jsonl").unlink()
-    assert run_pipeline(config([str(d / "*.jsonl")], out), progress=False).ok
+    assert run_pipeline(config([str(d / "*.jsonl")], out, stages=["extract"]), progress=False).ok
     assert sorted(p.name for p in (out / "docs").glob("*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
     assert len(docs_of(out)) == 10
 

@@ -36,8 +36,18 @@ def _page(title: str, paragraphs: list[str], lang: str) -> str:
 
 
 def _article(rng: random.Random, lang: str, n_paragraphs: int) -> list[str]:
+    """Paragraphs of distinct sentences (no sentence twice in one page, as in a real article)."""
     pool = SENTENCES[lang]
-    return [" ".join(rng.sample(pool, k=min(len(pool), rng.randint(3, 5)))) for _ in range(n_paragraphs)]
+    picked = rng.sample(pool, k=min(len(pool), 3 * n_paragraphs))
+    size = -(-len(picked) // n_paragraphs)
+    sep = "" if lang == "zh" else " "
+    return [sep.join(picked[i:i + size]) for i in range(0, len(picked), size)]
+
+
+def _title(rng: random.Random, lang: str) -> str:
+    """A short headline: the start of some sentence of that language."""
+    words = rng.choice(SENTENCES[lang])
+    return words[:9] if lang == "zh" else " ".join(words.split()[:5])
 
 
 def generate_pages(seed: int = 0, n_articles: int = 60) -> list[dict]:
@@ -47,17 +57,18 @@ def generate_pages(seed: int = 0, n_articles: int = 60) -> list[dict]:
     langs = ["en"] * 4 + ["de", "de", "fr", "es", "zh"]
     for i in range(n_articles):
         lang = rng.choice(langs)
-        paras = _article(rng, lang, rng.randint(3, 6))
+        paras = _article(rng, lang, rng.randint(2, 4))
         if i % 7 == 0:
             paras.append(rng.choice(PII_LINES))
         site = {"en": "dailynews.example.com", "de": "zeitung.example.de", "fr": "journal.example.fr",
                 "es": "diario.example.es", "zh": "news.example.cn"}[lang]
         url = f"https://{site}/{2024}/{i:03d}/story-{i}"
-        pages.append({"url": url, "html": _page(paras[0][:60], paras, lang)})
+        title = _title(rng, lang)
+        pages.append({"url": url, "html": _page(title, paras, lang)})
         if i % 10 == 3:  # a near-copy: one sentence changed, syndicated on another site
             copy = list(paras)
             copy[-1] = copy[-1] + " " + rng.choice(SENTENCES[lang])
-            pages.append({"url": f"https://mirror.example.net/{i:03d}", "html": _page(copy[0][:60], copy, lang)})
+            pages.append({"url": f"https://mirror.example.net/{i:03d}", "html": _page(title, copy, lang)})
     for i in range(6):  # spam-like pages
         words = " ".join(rng.choice(SPAM) for _ in range(30))
         pages.append({"url": f"http://best-deals-{i}.example.biz/offer", "html": _page("BEST DEALS", [words] * 3, "en")})
@@ -106,4 +117,5 @@ def demo_config(crawl_dir: str, out: str, executor: str = "ray", workers: int | 
         "input": {"paths": [storage.join(crawl_dir, "*.warc.gz")]},
         "output": out,
         "executor": {"kind": executor, "workers": workers},
+        "language": {"languages": ["en", "de", "fr", "es", "zh"]},
     }

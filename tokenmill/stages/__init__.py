@@ -6,7 +6,11 @@ import importlib
 
 # name -> "module:Class". The default recipe is every stage listed here, in this order.
 REGISTRY: dict[str, str] = {
+    "url_filter": "tokenmill.stages.filter:UrlFilterStage",
     "extract": "tokenmill.stages.extract:ExtractStage",
+    "language": "tokenmill.stages.filter:LanguageStage",
+    "quality": "tokenmill.stages.filter:QualityStage",
+    "pii": "tokenmill.stages.filter:PiiStage",
 }
 
 # Every stage the recipe knows, in FineWeb's order; those not in REGISTRY are not built yet.

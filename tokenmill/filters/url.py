@@ -1,0 +1,190 @@
+"""URL filter: drop documents whose URL is on the UT1 blocklist or spells out banned words.
+
+In: a Doc with `url` (it runs before extraction: `text` may be None). Out: keep, or the
+reason. Lists are datatrove's shipped assets, the ones FineWeb used: the UT1 adult/malware
+blocklist (`url_filterblacklistsv0_3_0.tar.gz`: 4,558,940 domains, 19,587 URLs) and
+`banned_words.txt` / `banned_subwords.txt` / `soft_banned_words.txt`. The rules are those of
+datatrove's `URLFilter`:
+  - the registered domain, the full host, or any domain between them is listed -> `blocklisted_domain`
+  - the URL (without scheme, with or without "www.") is listed -> `blocklisted_url`
+  - a banned word is a word of the URL -> `banned_word_in_url`
+  - >= `soft_word_threshold` soft-banned words are words of the URL -> `too_many_soft_banned_words_in_url`
+  - a banned subword occurs in the URL stripped of non-alphanumerics -> `banned_subword_in_url`
+User additions: `extra_domains`, `extra_domain_files`, `extra_url_files` (one entry a line,
+"#" comments) add to the blocklist; a host under `allow_domains` / `allow_domain_files` is
+never dropped. Documents without a URL are kept (the stage counts them as `no_url`).
+
+Why not `URLFilter` itself: it keeps the domains as a Python set (~700 MB per worker,
+measured) and unpacks the archive into the Hugging Face cache. Here the domains are
+xxh3-64 hashes in a sorted numpy array: 36 MB, ~2.5 s to load once per worker process (measured on
+this machine; streamed from the .tar.gz, peak ~70 MB), binary search per lookup. A false hit
+needs a 64-bit hash collision (~2.5e-13 per lookup). Speed: ~5,800 docs/s on real page URLs.
+tldextract runs on its bundled public-suffix snapshot: no network, no cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import numpy as np
+import xxhash
+
+from tokenmill.doc import Doc
+
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")  # datatrove's URL word normaliser (after lowercasing)
+_hash = xxhash.xxh3_64_intdigest
+
+
+@dataclass(frozen=True)
+class UrlFilterConfig:
+    use_blocklist: bool = True  # UT1 domains + URLs
+    use_banned_words: bool = True  # banned words, soft-banned words, banned subwords
+    soft_word_threshold: int = 2
+    extra_domains: tuple[str, ...] = ()
+    extra_domain_files: tuple[str, ...] = ()
+    extra_url_files: tuple[str, ...] = ()
+    allow_domains: tuple[str, ...] = ()
+    allow_domain_files: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.soft_word_threshold < 1:
+            raise ValueError(f"url_filter.soft_word_threshold must be >= 1, got {self.soft_word_threshold}")
+
+
+def _assets_path() -> str:
+    from datatrove.utils._import_utils import ASSETS_PATH
+
+    return ASSETS_PATH
+
+
+def _read_list(path: str) -> list[str]:
+    """One entry a line, '#' comments and blank lines skipped; local path or fsspec URL."""
+    import fsspec
+
+    with fsspec.open(path, "rt", encoding="utf-8") as f:
+        return [s for s in (line.strip() for line in f) if s and not s.startswith("#")]
+
+
+def _hash_array(entries) -> np.ndarray:
+    """Sorted unique xxh3-64 hashes of byte strings: (n,) uint64."""
+    a = np.fromiter((_hash(e) for e in entries), dtype=np.uint64)
+    a.sort()
+    return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
+
+
+def _in(sorted_hashes: np.ndarray, key: str) -> bool:
+    h = np.uint64(_hash(key.encode()))
+    i = np.searchsorted(sorted_hashes, h)
+    return bool(i < len(sorted_hashes) and sorted_hashes[i] == h)
+
+
+@lru_cache(maxsize=1)
+def load_blocklist() -> tuple[np.ndarray, frozenset[str]]:
+    """UT1 domains as a sorted hash array (~2.5 s, 36 MB) and the URLs as keys; once per process."""
+    path = os.path.join(_assets_path(), "url_filterblacklistsv0_3_0.tar.gz")
+    with tarfile.open(path, "r:gz") as tar:
+        domains = _hash_array(line.strip().lower() for line in tar.extractfile("domains") if line.strip())
+        urls = frozenset(_url_key(line.decode("utf-8", "replace")) for line in tar.extractfile("urls") if line.strip())
+    return domains, urls
+
+
+def _word_list(name: str) -> set[str]:
+    """datatrove's word assets, normalised as datatrove does (lowercase alphanumerics only)."""
+    with open(os.path.join(_assets_path(), name), encoding="utf-8") as f:
+        return {_WORD_SPLIT.sub("", s.lower()) for s in (x.strip() for x in f) if s and not s.startswith("#")}
+
+
+def _url_key(url: str) -> str:
+    """'https://WWW.Example.com/a/' -> 'example.com/a' (scheme, 'www.', trailing '/' dropped)."""
+    s = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", url.strip())
+    host, sep, rest = s.partition("/")
+    host = host.lower().removeprefix("www.")
+    return (host + sep + rest).rstrip("/")
+
+
+class UrlFilter:
+    """`filter(doc)` -> True, or (False, reason); see the module docstring for the rules."""
+
+    name = "url_filter"
+
+    def __init__(self, config: UrlFilterConfig | None = None):
+        self.config = config = config if config is not None else UrlFilterConfig()
+        self._ready = False
+
+    def setup(self) -> None:
+        import ahocorasick
+        from tldextract import TLDExtract
+
+        cfg = self.config
+        # suffix_list_urls=() + cache_dir=None: the bundled snapshot, never the network
+        self.tld = TLDExtract(suffix_list_urls=(), cache_dir=None)
+        extra_domains = [d.lower() for d in cfg.extra_domains]
+        for path in cfg.extra_domain_files:
+            extra_domains += [d.lower() for d in _read_list(path)]
+        self.urls = {_url_key(u) for path in cfg.extra_url_files for u in _read_list(path)}
+        if cfg.use_blocklist:
+            domains, urls = load_blocklist()
+            self.urls = self.urls | urls if self.urls else urls
+            if extra_domains:
+                domains = np.union1d(domains, _hash_array(d.encode() for d in extra_domains))
+        else:
+            domains = _hash_array(d.encode() for d in extra_domains)
+        self.domains = domains
+        allow = [d.lower() for d in cfg.allow_domains]
+        for path in cfg.allow_domain_files:
+            allow += [d.lower() for d in _read_list(path)]
+        self.allow = {d.removeprefix("www.") for d in allow}
+
+        self.banned_words = _word_list("banned_words.txt") if cfg.use_banned_words else set()
+        self.soft_banned_words = _word_list("soft_banned_words.txt") if cfg.use_banned_words else set()
+        self.subwords = None
+        if cfg.use_banned_words:
+            self.subwords = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+            for i, w in enumerate(sorted(_word_list("banned_subwords.txt"))):
+                self.subwords.add_word(w, i)
+            self.subwords.make_automaton()
+        self._ready = True
+
+    def _host_chain(self, url: str) -> list[str]:
+        """'a.b.example.co.uk' -> ['a.b.example.co.uk', 'b.example.co.uk', 'example.co.uk']."""
+        try:
+            host = (urlsplit(url if "://" in url else "http://" + url).hostname or "").rstrip(".")
+        except ValueError:  # "http://[broken": no host to look up; the word rules still apply
+            return []
+        if not host:
+            return []
+        parts = self.tld.extract_str(host)
+        # tldextract >= 5.3 names it top_domain_under_public_suffix; older: registered_domain
+        new_api = hasattr(parts, "top_domain_under_public_suffix")
+        top = parts.top_domain_under_public_suffix if new_api else parts.registered_domain
+        # unknown suffix ("intranet.local", an IP): every parent with >= 2 labels
+        labels, n_top = host.split("."), (top.count(".") + 1 if top else min(2, host.count(".") + 1))
+        return [".".join(labels[i:]) for i in range(0, len(labels) - n_top + 1)]
+
+    def filter(self, doc: Doc) -> bool | tuple[bool, str]:
+        if not self._ready:
+            self.setup()
+        url = (doc.url or "").strip()
+        if not url:
+            return True
+        hosts = self._host_chain(url)
+        if any(h in self.allow or h.removeprefix("www.") in self.allow for h in hosts):
+            return True
+        if any(_in(self.domains, h) for h in hosts):
+            return False, "blocklisted_domain"
+        key = _url_key(url)
+        if key in self.urls or key.split("#")[0] in self.urls:
+            return False, "blocklisted_url"
+        words = set(_WORD_SPLIT.split(url.lower()))
+        if self.banned_words and not words.isdisjoint(self.banned_words):
+            return False, "banned_word_in_url"
+        if self.soft_banned_words and len(words & self.soft_banned_words) >= self.config.soft_word_threshold:
+            return False, "too_many_soft_banned_words_in_url"
+        if self.subwords is not None and next(self.subwords.iter(_WORD_SPLIT.sub("", url.lower())), None):
+            return False, "banned_subword_in_url"
+        return True

@@ -1,0 +1,82 @@
+"""The filter stages: thin wrappers that run tokenmill/filters under the stage contract.
+
+In: documents; out: the kept documents, every drop counted under its reason (the base class
+collects dropped documents for `removed/<stage>/`). Heavy state is loaded in `setup()`, once
+per worker: the UT1 domain hashes (~2.5 s, 36 MB), lid.176 (~25 ms), spaCy blank pipelines
+(per language, on first use). Measured on one core over 561 real pages (mean 4.4 kB):
+url_filter ~5,800 docs/s, language ~690 docs/s, quality ~77 docs/s, pii ~880 docs/s.
+
+| stage       | class           | config            | order in FineWeb's recipe |
+|-------------|-----------------|-------------------|---------------------------|
+| url_filter  | UrlFilterStage  | UrlFilterConfig   | before extract            |
+| language    | LanguageStage   | LanguageConfig    | after extract             |
+| quality     | QualityStage    | QualityConfig     | after language            |
+| pii         | PiiStage        | PiiConfig         | after dedup               |
+"""
+
+from __future__ import annotations
+
+from tokenmill.doc import Doc
+from tokenmill.filters.language import LanguageConfig, LanguageFilter
+from tokenmill.filters.pii import PiiConfig, PiiScrubber
+from tokenmill.filters.quality import QualityConfig, QualityFilter
+from tokenmill.filters.url import UrlFilter, UrlFilterConfig
+from tokenmill.stages.base import FilterStage, MapStage, StageContext
+
+
+class UrlFilterStage(FilterStage):
+    """Drops blocklisted URLs before extraction. Documents without a URL are kept, counted as `no_url`."""
+
+    name = "url_filter"
+    Config = UrlFilterConfig
+
+    def build_filters(self) -> list:
+        return [UrlFilter(self.config)]
+
+    def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
+        if not (doc.url or "").strip():
+            ctx.count("no_url")
+            return doc
+        return super().process(doc, ctx)
+
+
+class LanguageStage(FilterStage):
+    """Sets `language`/`language_score` on every document; keeps the configured languages."""
+
+    name = "language"
+    Config = LanguageConfig
+
+    def build_filters(self) -> list:
+        return [LanguageFilter(self.config)]
+
+
+class QualityStage(FilterStage):
+    """Gopher repetition, Gopher quality, C4 and FineWeb rules; scores on `doc.scores`."""
+
+    name = "quality"
+    Config = QualityConfig
+
+    def build_filters(self) -> list:
+        return [QualityFilter(self.config)]
+
+
+class PiiStage(MapStage):
+    """Replaces PII in `text` with placeholders; never drops. Counts `pii.<type>` replacements."""
+
+    name = "pii"
+    Config = PiiConfig
+
+    def setup(self) -> None:
+        self.scrubber = PiiScrubber(self.config)
+
+    def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
+        if not doc.text:
+            return doc
+        if not hasattr(self, "scrubber"):
+            self.setup()
+        doc.text, counts = self.scrubber.scrub(doc.text)
+        for kind, n in counts.items():
+            ctx.count(f"pii.{kind}", n)
+        if counts:
+            ctx.count("pii.documents_changed")
+        return doc
