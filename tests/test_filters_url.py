@@ -157,3 +157,12 @@ def test_shared_warcs_through_the_filter_stages_every_document_accounted_for(sha
     # the excerpt is mostly Chinese: the default (English-only) language stage drops most of it
     assert contexts[1].stats.drops["language_not_kept"] >= 10
     assert all(d.language == "en" for d in out)
+
+
+def test_editing_a_user_list_changes_the_stage_fingerprint(tmp_path):
+    lst = tmp_path / "block.txt"
+    lst.write_text("spam.example\n")
+    cfg = UrlFilterConfig(extra_domain_files=(str(lst),))
+    before = UrlFilterStage(cfg).fingerprint()
+    lst.write_text("spam.example\nmore-spam.example\n")
+    assert UrlFilterStage(cfg).fingerprint() != before

@@ -16,6 +16,7 @@ url_filter ~5,800 docs/s, language ~690 docs/s, quality ~77 docs/s, pii ~880 doc
 
 from __future__ import annotations
 
+from tokenmill import storage
 from tokenmill.doc import Doc
 from tokenmill.filters.language import LanguageConfig, LanguageFilter
 from tokenmill.filters.pii import PiiConfig, PiiScrubber
@@ -32,6 +33,14 @@ class UrlFilterStage(FilterStage):
 
     def build_filters(self) -> list:
         return [UrlFilter(self.config)]
+
+    def fingerprint(self) -> dict:
+        """The user's list files count by content, so editing one redoes the stage on resume."""
+        fp = super().fingerprint()
+        c = self.config
+        files = [*c.extra_domain_files, *c.extra_url_files, *c.allow_domain_files]
+        fp["list_files"] = {f: storage.sha256_file(f) if storage.exists(f) else None for f in files}
+        return fp
 
     def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
         if not (doc.url or "").strip():
