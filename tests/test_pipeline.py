@@ -190,3 +190,17 @@ def test_cli_run_and_inspect(tmp_path, capsys):
     assert cli.main(["run", str(cfg), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "1 task(s) failed for good" in err and "docs-0.jsonl.gz" in err
+
+
+def test_fsspec_urls_for_input_and_output(tmp_path):
+    import fsspec
+
+    mem = fsspec.filesystem("memory")
+    for i in range(2):
+        with mem.open(f"/crawl/docs-{i}.jsonl", "w") as f:
+            f.write("\n".join(json.dumps({"id": f"{i}-{j}", "text": f"text {j}"}) for j in range(3)))
+    summary = run_pipeline(config(["memory://crawl/*.jsonl"], "memory://runs/x", stages=["extract"]), progress=False)
+    assert summary.ok and summary.done == 2
+    assert sorted(mem.ls("/runs/x/docs", detail=False)) == ["/runs/x/docs/part-00000.parquet", "/runs/x/docs/part-00001.parquet"]
+    run, table = stage_table("memory://runs/x")
+    assert table[0]["docs_out"] == 6 and run["status"] == "done"
