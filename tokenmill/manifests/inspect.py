@@ -38,31 +38,35 @@ def stage_table(run_dir: str) -> tuple[dict, list[dict]]:
             failed_tasks[r["task_id"]] = r
     failed_tasks = {t: r for t, r in failed_tasks.items() if t not in done_tasks}
 
+    global_steps = {s["step"] for s in steps if s.get("kind") == "global"}
     order: list[str] = []
     agg: dict[str, dict] = defaultdict(lambda: {"tasks": set(), "docs_in": 0, "docs_out": 0, "drops": Counter(),
                                                  "counters": Counter(), "seconds": 0.0, "failed": 0})
-    for (task_id, stage), r in sorted(done.items(), key=lambda kv: (kv[1]["step"], kv[0][0])):
+    for (task_id, stage), r in sorted(done.items(), key=lambda kv: (kv[1]["step"], kv[1]["started"], kv[0][0])):
         if stage is None:
             continue
         if stage not in order:
             order.append(stage)
         a = agg[stage]
+        a["global"] = r["step"] in global_steps
         a["tasks"].add(task_id)
         a["docs_in"] += r["docs_in"] or 0
         a["docs_out"] += r["docs_out"] or 0
         a["drops"].update(dict(r["drops"] or []))
         a["counters"].update(dict(r["counters"] or []))
-        a["seconds"] += r["stage_seconds"] or 0.0
+        a["seconds"] += (r["seconds"] if a["global"] else r["stage_seconds"]) or 0.0
     for r in failed_tasks.values():
-        for stage in steps[r["step"]]["name"].split("+"):
+        for stage in [r["stage"]] if r["stage"] else steps[r["step"]]["name"].split("+"):
             if stage not in order:
                 order.append(stage)
             agg[stage]["failed"] += 1
+            agg[stage]["global"] = r["step"] in global_steps
     table = []
     for stage in order:
         a = agg[stage]
         table.append({
-            "stage": stage, "tasks": len(a["tasks"]), "failed": a["failed"], "docs_in": a["docs_in"],
+            "stage": stage, "global": a.get("global", False), "tasks": len(a["tasks"]), "failed": a["failed"],
+            "docs_in": a["docs_in"],
             "docs_out": a["docs_out"], "dropped": sum(a["drops"].values()), "seconds": round(a["seconds"], 2),
             "drops": dict(a["drops"].most_common()), "counters": dict(a["counters"].most_common()),
         })
@@ -80,13 +84,17 @@ def format_table(run: dict, table: list[dict], top: int = 3) -> str:
         head,
         "-" * len(head),
     ]
-    for r in table:
+    for r in [r for r in table if not r["global"]]:
         reasons = ", ".join(f"{k} {v}" for k, v in list(r["drops"].items())[:top])
         more = len(r["drops"]) - top
         if more > 0:
             reasons += f", +{more} more"
         lines.append(f"{r['stage']:<18}{r['tasks']:>6}{r['failed']:>7}{r['docs_in']:>10}{r['docs_out']:>10}"
                      f"{r['dropped']:>9}{r['seconds']:>8.1f}  {reasons}")
+    glob_rows = [r for r in table if r["global"]]
+    if glob_rows:
+        lines += ["", "global steps (tasks fanned out across all shards):"]
+        lines += [f"  {r['stage']:<24}{r['tasks']:>5} tasks{r['failed']:>4} failed{r['seconds']:>8.1f} s" for r in glob_rows]
     extra = [f"{r['stage']}: " + ", ".join(f"{k} {v}" for k, v in r["counters"].items()) for r in table if r["counters"]]
     if extra:
         lines += ["", "counters:", *["  " + e for e in extra]]

@@ -115,7 +115,9 @@ class Runner:
                     f"or --force to redo it and everything after it"
                 )
 
-    def _record(self, step: Step, attempt: Attempt, shard: int, inputs: list[str]) -> None:
+    def _record(self, step: Step, attempt: Attempt, shard: int, inputs: list[str], stage: str | None) -> None:
+        """Manifest rows for one attempt. `stage` names the rows of a global step's task
+        (e.g. "dedup.pairs"); map tasks name each row by the stage it counts."""
         task = attempt.task
         base = dict(
             run_id=self.run_id, step=step.index, step_name=step.name, step_hash=step.hash,
@@ -127,10 +129,13 @@ class Runner:
             res: TaskResult = attempt.result
             rows = [dict(base, status="done", outputs=res.outputs, bytes_out=res.bytes_out,
                          checksum=res.checksum, **srow) for srow in stats_rows(res.stats)]
+            for row in rows:
+                row["stage"] = stage or row["stage"]
             if not rows:
-                rows = [dict(base, status="done", outputs=res.outputs, bytes_out=res.bytes_out, checksum=res.checksum)]
+                rows = [dict(base, status="done", stage=stage, outputs=res.outputs, bytes_out=res.bytes_out,
+                             checksum=res.checksum)]
         else:
-            rows = [dict(base, status="failed", error=attempt.error)]
+            rows = [dict(base, status="failed", stage=stage, error=attempt.error)]
             log.warning("task %s (%s) attempt %d failed%s: %s", task.task_id, ", ".join(inputs), task.attempt,
                         "" if attempt.final else ", will retry", attempt.error)
         write_task_rows(self.run_dir, self.run_id, task.task_id, task.attempt, rows)
@@ -148,7 +153,8 @@ class Runner:
 
     # ---- running tasks -------------------------------------------------------------------------
 
-    def _run_tasks(self, step: Step, tasks: list[tuple[Task, int, list[str]]], label: str) -> dict[str, TaskResult]:
+    def _run_tasks(self, step: Step, tasks: list[tuple[Task, int, list[str]]], label: str,
+                   row_stage: str | None = None) -> dict[str, TaskResult]:
         """Run tasks not already done; returns task_id -> result for the ones run now."""
         todo = [(t, shard, inputs) for t, shard, inputs in tasks if (t.task_id, step.hash, tuple(inputs)) not in self.done]
         self.summary.skipped += len(tasks) - len(todo)
@@ -161,7 +167,7 @@ class Runner:
 
         def on_attempt(a: Attempt) -> None:
             shard, inputs = meta[a.task.task_id]
-            self._record(step, a, shard, inputs)
+            self._record(step, a, shard, inputs, row_stage)
             if a.ok:
                 results[a.task.task_id] = a.result
                 self.summary.done += 1
@@ -210,19 +216,25 @@ class Runner:
         workdir = storage.join(self.run_dir, "work", name)
         results_dir = storage.join(workdir, "_results")
 
+        calls: dict[str, int] = {}
+
         def runner(task_name: str, fn, args_list: list[tuple]) -> list[TaskResult]:
+            # A name used again (e.g. one per round) gets a call number: ids stay unique and stable.
+            calls[task_name] = calls.get(task_name, 0) + 1
+            base = task_name if task_name.startswith(f"{name}.") else f"{name}.{task_name}"
+            label = base if calls[task_name] == 1 else f"{base}.{calls[task_name]}"
             tasks = []
             for i, args in enumerate(args_list):
-                tid = f"s{step.index:02d}-{name}.{task_name}-{i:05d}"
+                tid = f"s{step.index:02d}-{label}-{i:05d}"
                 tasks.append((Task(tid, fn, tuple(args)), i, [f"{task_name}:{_args_key(tuple(args))}"]))
-            fresh = self._run_tasks(step, tasks, f"{name}.{task_name}")
+            ran_now = self._run_tasks(step, tasks, label, row_stage=base)
             out = []
             for task, _, inputs in tasks:
                 path = storage.join(results_dir, f"{task.task_id}.pkl")
-                if task.task_id in fresh:
+                if task.task_id in ran_now:
                     with storage.atomic_write(path) as f:
-                        pickle.dump(fresh[task.task_id], f)
-                    out.append(fresh[task.task_id])
+                        pickle.dump(ran_now[task.task_id], f)
+                    out.append(ran_now[task.task_id])
                 elif (task.task_id, step.hash, tuple(inputs)) in self.done and storage.exists(path):
                     fs, p = storage.fs_and_path(path)
                     with fs.open(p, "rb") as f:
@@ -232,7 +244,8 @@ class Runner:
             return out
 
         inputs = [storage.join(step.in_dir, part_name(i)) for i in range(n_shards)]
-        stage.run_global(GlobalJob(inputs, workdir, self.run_dir, runner))
+        resuming = any(h == step.hash for _, h, _ in self.done)
+        stage.run_global(GlobalJob(inputs, workdir, self.run_dir, runner, fresh=not resuming))
 
     def execute(self) -> RunSummary:
         started = time.time()

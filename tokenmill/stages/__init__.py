@@ -10,6 +10,7 @@ REGISTRY: dict[str, str] = {
     "extract": "tokenmill.stages.extract:ExtractStage",
     "language": "tokenmill.stages.filter:LanguageStage",
     "quality": "tokenmill.stages.filter:QualityStage",
+    "dedup": "tokenmill.stages.dedup:DedupStage",
     "pii": "tokenmill.stages.filter:PiiStage",
 }
 

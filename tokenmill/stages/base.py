@@ -162,11 +162,14 @@ class GlobalJob:
     in order. `fn` must be a module-level function (it is pickled).
     """
 
-    def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner):
+    def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner, fresh: bool = True):
         self.inputs = inputs  # Parquet files of documents, one per shard, in shard order
         self.workdir = workdir  # this stage's scratch directory (local path or URL)
         self.run_dir = run_dir
         self._runner = runner
+        # False when resuming: some tasks of this step are done and their results will be reused,
+        # so the stage must not clear what they wrote.
+        self.fresh = fresh
 
     def run_tasks(self, name: str, fn, args: list[tuple]) -> list[TaskResult]:
         return self._runner(name, fn, args)

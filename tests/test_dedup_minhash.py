@@ -1,0 +1,116 @@
+"""MinHash signatures: words and shingles as the regex defines them, Jaccard estimates as datasketch's."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import pytest
+
+from tokenmill.stages.minhash import (
+    EMPTY, MinHasher, band_keys, collision_probability, estimate_jaccard, exact_keys, lsh_params, word_hashes,
+)
+
+VOCAB = [f"w{i}" for i in range(400)]
+
+
+def shingles(text: str, n: int = 5) -> set[str]:
+    words = re.findall(r"\w+", text.lower())
+    return {" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1))} if words else set()
+
+
+def true_jaccard(a: str, b: str) -> float:
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def edited_pairs(rng: random.Random, n: int = 40) -> list[tuple[str, str]]:
+    """Pairs of 300-word texts with 0-40% of the words replaced: Jaccard spread over 0.05..1."""
+    out = []
+    for i in range(n):
+        a = [rng.choice(VOCAB) for _ in range(300)]
+        b = [w if rng.random() >= 0.4 * i / n else rng.choice(VOCAB) for w in a]
+        out.append((" ".join(a), " ".join(b)))
+    return out
+
+
+def test_words_match_the_regex_including_unicode():
+    texts = ["Hello, World! it’s 3.14", "", "İstanbul ÇAĞ naïve café_au-lait",
+             "emoji 🙂 mid🙂word 𝔘nicode",
+             "日本語 テキスト", "   ", "a"]
+    words, offsets = word_hashes(texts, seed=1)
+    for i, t in enumerate(texts):
+        assert offsets[i + 1] - offsets[i] == len(re.findall(r"\w+", t.lower())), t
+    # same word → same hash, wherever it is
+    w2, o2 = word_hashes(["world hello"], seed=1)
+    assert w2[0] == words[1] and w2[1] == words[0]
+
+
+def test_exact_keys_ignore_case_punctuation_and_spacing():
+    texts = ["The cat, sat.", "the   CAT sat", "the cat sat on", "sat the cat"]
+    words, offsets = word_hashes(texts, seed=1)
+    keys = exact_keys(words, offsets)
+    assert keys[0] == keys[1]
+    assert len({keys[0], keys[2], keys[3]}) == 3
+
+
+def test_jaccard_estimates_agree_with_datasketch():
+    from datasketch import MinHash
+
+    num_perm = 112
+    rng = random.Random(7)
+    pairs = edited_pairs(rng)
+    sigs = MinHasher(num_perm=num_perm, seed=3).signatures([t for p in pairs for t in p])
+    tol = 3 / np.sqrt(num_perm)
+    worst = 0.0
+    for i, (a, b) in enumerate(pairs):
+        ms = []
+        for text in (a, b):
+            m = MinHash(num_perm=num_perm)
+            for s in shingles(text):
+                m.update(s.encode())
+            ms.append(m)
+        ours = float(estimate_jaccard(sigs[2 * i], sigs[2 * i + 1]))
+        theirs = ms[0].jaccard(ms[1])
+        assert abs(ours - theirs) <= tol, (i, ours, theirs, true_jaccard(a, b))
+        worst = max(worst, abs(ours - true_jaccard(a, b)))
+    assert worst <= tol
+
+
+def test_signatures_are_deterministic_and_batch_independent():
+    rng = random.Random(1)
+    texts = [" ".join(rng.choice(VOCAB) for _ in range(rng.randint(0, 60))) for _ in range(50)]
+    h = MinHasher(num_perm=64, ngram=3, seed=5)
+    whole = h.signatures(texts)
+    pieces = np.concatenate([h.signatures(texts[i : i + 7]) for i in range(0, 50, 7)])
+    assert np.array_equal(whole, pieces)
+    assert not np.array_equal(whole, MinHasher(num_perm=64, ngram=3, seed=6).signatures(texts))
+
+
+def test_short_and_empty_documents():
+    h = MinHasher(num_perm=16, ngram=5)
+    sig = h.signatures(["", "two words", "Two, words!", "... !!"])
+    assert (sig[0] == EMPTY).all() and (sig[3] == EMPTY).all()
+    assert np.array_equal(sig[1], sig[2]) and not (sig[1] == EMPTY).all()
+
+
+def test_band_keys_equal_exactly_when_band_rows_equal():
+    sig = np.arange(2 * 12, dtype=np.uint32).reshape(2, 12)
+    sig[1, :4] = sig[0, :4]  # band 0 equal, bands 1, 2 differ
+    keys = band_keys(sig, bands=3, rows=4)
+    assert keys[0, 0] == keys[1, 0] and keys[0, 1] != keys[1, 1]
+    constant = np.zeros((1, 12), np.uint32)
+    assert len(set(band_keys(constant, 3, 4)[0])) == 3  # the band index is part of the key
+    with pytest.raises(AssertionError, match="bands\\*rows"):
+        band_keys(sig, bands=4, rows=4)
+
+
+def test_lsh_params_and_collision_probability():
+    from datasketch import MinHashLSH
+
+    b, r = lsh_params(0.8, 112)
+    peer = MinHashLSH(threshold=0.8, num_perm=112)
+    assert (b, r) == (peer.b, peer.r)  # the same optimal-parameter search as datasketch
+    assert collision_probability(0.9, b, r) > 0.5 > 0.01 > collision_probability(0.4, b, r)
+    assert collision_probability(0.8, 14, 8) == pytest.approx(1 - (1 - 0.8**8) ** 14)
