@@ -132,10 +132,12 @@ def test_resume_after_a_failed_task_gives_the_uninterrupted_result(tmp_path):
 def test_changed_config_is_refused_then_redone_with_force(tmp_path):
     d = _jsonl_inputs(tmp_path, 2)
     out = tmp_path / "run"
-    assert run_pipeline(config([str(d / "*.jsonl")], out), progress=False).ok
+    steps = ["extract", "dedup"]  # a map step, a global step, and the map step after it
+    assert run_pipeline(config([str(d / "*.jsonl")], out, stages=steps), progress=False).ok
     with pytest.raises(ConfigChanged, match="step 0"):
-        run_pipeline(config([str(d / "*.jsonl")], out, extract={"timeout_s": 3}), progress=False)
-    redo = run_pipeline(config([str(d / "*.jsonl")], out, extract={"timeout_s": 3}), force=True, progress=False)
+        run_pipeline(config([str(d / "*.jsonl")], out, stages=steps, extract={"timeout_s": 3}), progress=False)
+    redo = run_pipeline(config([str(d / "*.jsonl")], out, stages=steps, extract={"timeout_s": 3}), force=True,
+                        progress=False)
     assert redo.ok and redo.done > 2 and redo.skipped == 0, "every step after the change is redone"
     run, table = stage_table(str(out))
     assert table[0]["tasks"] == 2, "inspect counts only the current config's rows"
@@ -161,6 +163,24 @@ def flaky(marker: str, value: int) -> int:
     return value
 
 
+def broken(value: int) -> int:
+    assert value > 0, "value must be positive"
+    return value
+
+
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_errors_in_the_data_are_not_retried(kind, request):
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+        ex = RayExecutor(max_attempts=3, backoff_s=0.01)
+    else:
+        ex = LocalExecutor(max_attempts=3)
+    attempts = []
+    ex.run([Task("t", broken, (-1,))], attempts.append)
+    assert [(a.task.attempt, a.ok, a.final) for a in attempts] == [(1, False, True)]
+    assert "value must be positive" in attempts[0].error
+
+
 @pytest.mark.parametrize("kind", ["local", "ray"])
 def test_failed_attempts_are_retried_and_reported(tmp_path, kind, request):
     if kind == "ray":
@@ -179,7 +199,8 @@ def test_failed_attempts_are_retried_and_reported(tmp_path, kind, request):
 def test_cli_run_and_inspect(tmp_path, capsys):
     d = _jsonl_inputs(tmp_path, 2)
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"input: {{paths: ['{d}/*.jsonl']}}\noutput: {tmp_path / 'run'}\nexecutor: {{kind: local}}\n")
+    cfg.write_text(f"input: {{paths: ['{d}/*.jsonl']}}\noutput: {tmp_path / 'run'}\nexecutor: {{kind: local}}\n"
+                   "stages: [extract]\n")
     assert cli.main(["run", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "ingest" in out and "done" in out
@@ -189,7 +210,8 @@ def test_cli_run_and_inspect(tmp_path, capsys):
 
     shutil.rmtree(tmp_path / "run")
     (d / "docs-0.jsonl").rename(d / "docs-0.jsonl.gz")  # not gzip: that task fails for good
-    cfg.write_text(f"input: {{paths: ['{d}/*.jsonl*']}}\noutput: {tmp_path / 'run'}\nexecutor: {{kind: local, max_attempts: 1}}\n")
+    cfg.write_text(f"input: {{paths: ['{d}/*.jsonl*']}}\noutput: {tmp_path / 'run'}\n"
+                   "executor: {kind: local, max_attempts: 1}\nstages: [extract]\n")
     assert cli.main(["run", str(cfg), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "1 task(s) failed for good" in err and "docs-0.jsonl.gz" in err

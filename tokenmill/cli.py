@@ -2,7 +2,9 @@
 
     tokenmill run CONFIG [--executor ray|local] [--workers N] [--ray-address A] [--force]
     tokenmill inspect RUN
-    tokenmill demo [--out DIR] [--executor ray|local]
+    tokenmill demo [--out DIR] [--executor ray|local] [--no-train]
+    tokenmill train pretrain --tokens RUN/tokens [--out CKPT] [--steps N] [--preset tiny|demo|small|gpt2]
+    tokenmill train sample --ckpt CKPT --prompt "..."
 
 Exit status: 0 done; 1 a task failed for good (one-line summary on stderr); 2 bad config or usage.
 """
@@ -34,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-stage table of a run directory: tasks, documents, drop reasons")
     p.add_argument("run_dir")
 
-    p = sub.add_parser("demo", help="generate a small crawl and run the default recipe on it")
-    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p = sub.add_parser("demo", help="generate a small crawl, run the default recipe, train a tiny model on it")
+    p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
+    p.add_argument("--train-seconds", type=float, default=60.0, help="CPU seconds of training after curation")
+    p.add_argument("--no-train", action="store_true", help="stop after curation and tokenization")
     _add_run_options(p)
+
+    from tokenmill.train_stub.cli import add_train_parser  # torch loads only when `train` runs
+
+    add_train_parser(sub)
     return parser
 
 
@@ -93,13 +101,33 @@ def cmd_demo(args) -> int:
     summary = run_pipeline(cfg, force=True, progress=not args.no_progress)
     print(describe(cfg.output))
     print(summary.one_line())
-    return 0 if summary.ok else 1
+    if not summary.ok:
+        return 1
+    if args.no_train:
+        return 0
+    try:
+        from tokenmill.train_stub import pretrain, sample
+    except ImportError:
+        print("tokenmill demo: PyTorch is not installed (pip install 'tokenmill[train]'); skipping the training part")
+        return 0
+    tokens = storage.join(cfg.output, "tokens")
+    print(f"\ntraining a tiny GPT on {tokens} for about {args.train_seconds:.0f} s on the CPU:")
+    pretrain.train(tokens, preset="demo", device="cpu", max_seconds=args.train_seconds, log_fn=print)
+    prompt = "The city council"
+    text = sample.generate(storage.join(cfg.output, "ckpt"), prompt, max_new_tokens=40, seed=0, device="cpu")
+    print(f"\nsample: {prompt}{text}")
+    print(f"\nnext: tokenmill inspect {cfg.output}   |   tokenmill train pretrain --tokens {tokens}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "train":
+        from tokenmill.train_stub.cli import run_train
+
+        return run_train(args)
     return {"run": cmd_run, "inspect": cmd_inspect, "demo": cmd_demo}[args.command](args)
 
 

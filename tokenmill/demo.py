@@ -118,4 +118,5 @@ def demo_config(crawl_dir: str, out: str, executor: str = "ray", workers: int | 
         "output": out,
         "executor": {"kind": executor, "workers": workers},
         "language": {"languages": ["en", "de", "fr", "es", "zh"]},
+        "tokenize": {"vocab_size": 4096, "val_fraction": 0.05, "val_min_documents": 5},
     }

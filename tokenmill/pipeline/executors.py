@@ -7,7 +7,9 @@ This package is the only place in tokenmill that imports ray.
 
 A task is `Task(task_id, fn, args)`; `fn(*args)` returns a `TaskResult`. Failures (an
 exception, a crashed worker) are retried up to `max_attempts` with a short backoff; every
-attempt is reported through the callbacks so the manifest records it.
+attempt is reported through the callbacks so the manifest records it. Errors that say the
+data or the code is wrong (`NOT_RETRIED`: an assertion, a ValueError...) would fail the same
+way again, so they fail the task at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+NOT_RETRIED = (AssertionError, ValueError, TypeError, KeyError, AttributeError, NotImplementedError)
+
+
+def is_final(e: BaseException, attempt: int, max_attempts: int) -> bool:
+    # Under Ray the raised error is also an instance of the task's own exception class.
+    return attempt >= max_attempts or isinstance(e, NOT_RETRIED)
 
 
 @dataclass
@@ -74,7 +84,7 @@ class LocalExecutor:
                 on_attempt(Attempt(task, True, result, None, worker, started, finished))
             except Exception as e:
                 log.debug("task %s attempt %d failed", task.task_id, task.attempt, exc_info=True)
-                final = task.attempt >= self.max_attempts
+                final = is_final(e, task.attempt, self.max_attempts)
                 worker = f"{socket.gethostname()}:{os.getpid()}"
                 on_attempt(Attempt(task, False, None, _error_text(e), worker, started, time.time(), final))
                 if not final:
@@ -132,7 +142,7 @@ class RayExecutor:
                     result, worker, started, finished = ray.get(ref)
                     on_attempt(Attempt(task, True, result, None, worker, started, finished))
                 except Exception as e:
-                    final = task.attempt >= self.max_attempts
+                    final = is_final(e, task.attempt, self.max_attempts)
                     on_attempt(Attempt(task, False, None, _error_text(e), "", submitted, time.time(), final))
                     if not final:
                         retry = Task(task.task_id, task.fn, task.args, task.attempt + 1)

@@ -12,6 +12,7 @@ REGISTRY: dict[str, str] = {
     "quality": "tokenmill.stages.filter:QualityStage",
     "dedup": "tokenmill.stages.dedup:DedupStage",
     "pii": "tokenmill.stages.filter:PiiStage",
+    "tokenize": "tokenmill.stages.tokenize:TokenizeStage",
 }
 
 # Every stage the recipe knows, in FineWeb's order; those not in REGISTRY are not built yet.
