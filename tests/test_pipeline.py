@@ -163,6 +163,13 @@ def flaky(marker: str, value: int) -> int:
     return value
 
 
+def make_executor_for_test(kind: str, request, max_attempts: int):
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+        return RayExecutor(max_attempts=max_attempts, backoff_s=0.01)
+    return LocalExecutor(max_attempts=max_attempts)
+
+
 def broken(value: int) -> int:
     assert value > 0, "value must be positive"
     return value
@@ -170,24 +177,15 @@ def broken(value: int) -> int:
 
 @pytest.mark.parametrize("kind", ["local", "ray"])
 def test_errors_in_the_data_are_not_retried(kind, request):
-    if kind == "ray":
-        request.getfixturevalue("ray_session")
-        ex = RayExecutor(max_attempts=3, backoff_s=0.01)
-    else:
-        ex = LocalExecutor(max_attempts=3)
     attempts = []
-    ex.run([Task("t", broken, (-1,))], attempts.append)
+    make_executor_for_test(kind, request, max_attempts=3).run([Task("t", broken, (-1,))], attempts.append)
     assert [(a.task.attempt, a.ok, a.final) for a in attempts] == [(1, False, True)]
     assert "value must be positive" in attempts[0].error
 
 
 @pytest.mark.parametrize("kind", ["local", "ray"])
 def test_failed_attempts_are_retried_and_reported(tmp_path, kind, request):
-    if kind == "ray":
-        request.getfixturevalue("ray_session")
-        ex = RayExecutor(max_attempts=2, backoff_s=0.01)
-    else:
-        ex = LocalExecutor(max_attempts=2)
+    ex = make_executor_for_test(kind, request, max_attempts=2)
     attempts = []
     ex.run([Task("t1", flaky, (str(tmp_path / "m1"), 7)), Task("t2", flaky, (str(tmp_path / "m2"), 8))], attempts.append)
     summary = sorted((a.task.task_id, a.task.attempt, a.ok, a.final) for a in attempts)

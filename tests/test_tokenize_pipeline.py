@@ -9,6 +9,7 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import need
 from tokenmill.config import from_dict
 from tokenmill.pipeline import run_pipeline
 from tokenmill.tokenize import TokenShards, decode_shard
@@ -41,7 +42,7 @@ def test_run_then_resume_then_train(tmp_path):
     assert again.ok and again.done == 0 and again.skipped > 0, again.one_line()
     assert (out / "tokens/manifest.parquet").read_bytes() == first
 
-    pytest.importorskip("torch")
+    need("torch")
     from tokenmill.train_stub import pretrain
 
     record = pretrain.train(str(out / "tokens"), steps=3, eval_every=3, log_fn=lambda s: None)

@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from helpers import need
+
+torch = need("torch")
 
 from tokenmill import storage  # noqa: E402
 from tokenmill.doc import Doc  # noqa: E402
