@@ -42,16 +42,16 @@ META_DTYPE = np.dtype([("key", "<u8"), ("u", "<u8"), ("length", "<u4"), ("text_b
 
 
 def shuffle_key(doc_id: str, seed: int) -> int:
-    return xxhash.xxh64_intdigest(doc_id, seed=seed)
+    return xxhash.xxh64_intdigest(doc_id.encode(), seed=seed)
 
 
 def sample_key(doc_id: str, seed: int) -> int:
-    return xxhash.xxh64_intdigest("sample:" + doc_id, seed=seed)
+    return xxhash.xxh64_intdigest(("sample:" + doc_id).encode(), seed=seed)
 
 
 def split_hash(doc_id: str) -> int:
     """Uniform in [0, 2**64): the document is in `val` when this is below the cut."""
-    return xxhash.xxh64_intdigest("split:" + doc_id)
+    return xxhash.xxh64_intdigest(("split:" + doc_id).encode())
 
 
 def _stats(**counters) -> StageStats:
