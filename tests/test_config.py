@@ -33,6 +33,10 @@ def write(tmp_path, data) -> str:
     ({"stages": "extract"}, "stages", "must be a list"),
     ({"input": {"paths": ["nowhere/*.warc.gz"]}}, "input.paths[0]", "no file matches"),
     ({"output": 3}, "output", "must be a path"),
+    ({"quality": {"gopher_repetition": {"dup_line_frac": 2}}}, "quality.gopher_repetition.dup_line_frac", "must be in"),
+    ({"language": {"languages": ["xx-bogus"]}}, "language.languages", "does not know"),
+    ({"dedup": {"bands": 0}}, "dedup.bands", "must be >= 1"),
+    ({"tokenize": {"vocab_size": 10}}, "tokenize.vocab_size", "must be in"),
 ])
 def test_bad_config_names_key_and_file(tmp_path, inputs, patch, key, words):
     data = {"input": {"paths": [inputs]}, "output": str(tmp_path / "run"), **patch}

@@ -178,7 +178,11 @@ def build(cls, data: Any, where: str, source: str):
     try:
         return cls(**kwargs)
     except ValueError as e:
-        raise ConfigError(f"{source}: {where}.{e}") from None
+        msg = str(e)
+        # Options say "field: problem"; some name their full path ("quality.c4.x ..."): keep that one.
+        if not msg.startswith(where.split(".")[0] + "."):
+            msg = f"{where}.{msg}"
+        raise ConfigError(f"{source}: {msg}") from None
     except TypeError as e:
         raise ConfigError(f"{source}: {where}: {e}") from None
 
