@@ -126,6 +126,28 @@ def test_rerun_and_resharding_give_identical_shards_and_split(tmp_path, built):
     assert sorted(train_a) == sorted(train_b) and train_a != train_b
 
 
+def test_word_cache_size_does_not_change_the_tokens(tmp_path, built):
+    docs, tokens, _ = built  # built with the default 200,000-word cache
+    a = pq.read_table(f"{tokens}/manifest.parquet").to_pylist()
+    for size in (0, 7):  # the tokenizer's own default; a cache that is full at once
+        other, _ = run_stage(tmp_path / str(size), docs, word_cache=size)
+        b = pq.read_table(f"{other}/manifest.parquet").to_pylist()
+        assert [(r["shard"], r["sha256"]) for r in a] == [(r["shard"], r["sha256"]) for r in b]
+
+
+def test_rerun_with_fewer_shards_removes_the_extra_ones(tmp_path):
+    docs = make_docs(300)
+    tokens, _ = run_stage(tmp_path, docs)
+    before = {p.name for p in (tmp_path / "run/tokens").iterdir()}
+    (tmp_path / "run/tokens/notes_train_keep.txt").write_text("a user's file")
+    run_stage(tmp_path, docs, shard_tokens=1_000_000)  # everything fits one train shard now
+    after = {p.name for p in (tmp_path / "run/tokens").iterdir()}
+    assert "tokenmill_train_000001.bin" in before and "tokenmill_train_000001.idx" in before
+    assert after == {"manifest.parquet", "tokenizer.json", "notes_train_keep.txt", "tokenmill_train_000000.bin",
+                     "tokenmill_train_000000.idx", "tokenmill_val_000000.bin", "tokenmill_val_000000.idx"}
+    assert len(TokenShards(tokens).shards("train")) == 1
+
+
 def test_shards_without_text_are_counted_not_fatal(tmp_path):
     docs = make_docs(40)
     for d in docs[::3]:  # with 3 input parts, part 0 holds only these: no text at all

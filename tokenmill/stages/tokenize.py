@@ -27,7 +27,7 @@ from tokenmill import storage
 from tokenmill.stages.base import GlobalJob, GlobalStage
 from tokenmill.tokenize import build
 from tokenmill.tokenize.reader import MANIFEST, MANIFEST_SCHEMA, TOKENIZER
-from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id, tokenizer_hash
+from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class TokenizeConfig:
     seed: int = 1234  # shuffles documents across shards; does not change the split
     name: str = "tokenmill"  # shard file prefix: NAME_train_000000.bin
     batch_docs: int = 1024  # documents per encode_batch call
+    word_cache: int = 200_000  # BPE words cached per worker (~0.5 KB each; tokenizers' default 10,000); 0: default
 
     def __post_init__(self):
         if not 256 + len(self.special_tokens) <= self.vocab_size < 2**32:
@@ -63,6 +64,8 @@ class TokenizeConfig:
             raise ValueError("val_min_documents: must be >= 0")
         if self.batch_docs < 1:
             raise ValueError("batch_docs: must be positive")
+        if not 0 <= self.word_cache <= 10_000_000:
+            raise ValueError("word_cache: must be in [0, 10,000,000] (0: the tokenizer's default)")
         if not self.name or "/" in self.name or "_" in self.name:
             raise ValueError("name: a non-empty file prefix without '/' or '_'")
 
@@ -83,7 +86,7 @@ class TokenizeStage(GlobalStage):
         # 1. the tokenizer
         if cfg.tokenizer is not None:
             tok = build.cached_tokenizer(cfg.tokenizer)
-            build.write_tokenizer(tok, tok_path)
+            tok_sha = build.write_tokenizer(tok, tok_path)  # sha256 of tokenizer.json's text
         else:
             budget = -(-cfg.sample_bytes // n)
             samples = [storage.join(job.workdir, f"sample-{i:05d}.parquet") for i in range(n)]
@@ -91,9 +94,8 @@ class TokenizeStage(GlobalStage):
                           [(p, budget, cfg.seed, s) for p, s in zip(job.inputs, samples)])
             job.run_tasks("train", build.train_tokenizer,
                           [(samples, cfg.vocab_size, tuple(cfg.special_tokens), tok_path)])
-            tok = build.cached_tokenizer(tok_path)
+            tok, tok_sha = build.cached_tokenizer_and_hash(tok_path)
         bos_id = token_id(tok, cfg.bos_token)
-        tok_sha = tokenizer_hash(tok)  # sha256 of tokenizer.json's text
         log.info("tokenizer: vocab %d, bos %s = %d, sha256 %s", tok.get_vocab_size(), cfg.bos_token, bos_id, tok_sha[:12])
 
         # 2. encode every shard. val_cut: split hashes below it are val (a fraction of 2**64).
@@ -101,7 +103,7 @@ class TokenizeStage(GlobalStage):
         parts = [(storage.join(job.workdir, f"enc-{i:05d}.tokens"), storage.join(job.workdir, f"enc-{i:05d}.meta.npy"))
                  for i in range(n)]
         encoded = job.run_tasks("encode", build.encode_shard, [
-            (p, tok_path, cfg.bos_token, cfg.seed, cfg.batch_docs, val_cut, cfg.val_min_documents, t, m)
+            (p, tok_path, cfg.bos_token, cfg.seed, cfg.batch_docs, cfg.word_cache, val_cut, cfg.val_min_documents, t, m)
             for p, (t, m) in zip(job.inputs, parts)
         ])
         values = [r.value for r in encoded]
@@ -153,8 +155,8 @@ class TokenizeStage(GlobalStage):
     @staticmethod
     def _remove_stale(out_dir: str, keep: set[str]) -> None:
         """Shards left by an earlier run of this directory with more shards."""
-        for pattern in ("*_train_*.bin", "*_train_*.idx", "*_val_*.bin", "*_val_*.idx"):
-            for f in storage.glob(storage.join(out_dir, pattern)):
-                base = f.rsplit("/", 1)[-1]
-                if base.rsplit(".", 1)[0] + ".bin" not in keep:
-                    storage.remove(f)
+        for f in storage.glob(storage.join(out_dir, "*_*_*.*")):
+            base = f.rsplit("/", 1)[-1]
+            stem, _, ext = base.rpartition(".")
+            if ext in ("bin", "idx") and stem.rsplit("_", 2)[-2:-1] in (["train"], ["val"]) and stem + ".bin" not in keep:
+                storage.remove(f)
