@@ -175,6 +175,23 @@ def broken(value: int) -> int:
     return value
 
 
+def worker_env(_: int) -> dict:
+    import os
+
+    return {k: os.environ.get(k, "") for k in ("RAYON_NUM_THREADS", "PYTHONPATH")}
+
+
+def test_ray_tasks_get_as_many_rust_threads_as_cpus(ray_session):
+    ex = RayExecutor()
+    assert ex.max_task_cpus == 2  # the session's Ray has 2 CPUs
+    got = {}
+    ex.run([Task("one", worker_env, (1,)), Task("two", worker_env, (2,), cpus=2)],
+           lambda a: got.__setitem__(a.task.task_id, a.result))
+    assert got["one"]["RAYON_NUM_THREADS"] == "1" and got["two"]["RAYON_NUM_THREADS"] == "2"
+    # the job's own runtime_env (here: PYTHONPATH for the test helpers) is kept, not replaced
+    assert all("tests" in g["PYTHONPATH"] for g in got.values())
+
+
 @pytest.mark.parametrize("kind", ["local", "ray"])
 def test_errors_in_the_data_are_not_retried(kind, request):
     attempts = []

@@ -41,19 +41,27 @@ def write_inputs(root, docs: list[Doc], n_parts: int) -> list[str]:
     return paths
 
 
-def run_stage(root, docs, n_parts=3, **cfg):
-    """Run the stage with an in-process runner; returns the tokens dir and each task group's results."""
+def run_stage(root, docs, n_parts=3, max_cpus=1, **cfg):
+    """Run the stage with an in-process runner; returns the tokens dir and each task group's results
+    (and, under "cpus", the CPUs each group asked for)."""
     inputs = write_inputs(root, docs, n_parts)
-    results = {}
+    results = {"cpus": {}}
 
-    def runner(name, fn, args):
+    def runner(name, fn, args, cpus=1):
+        results["cpus"][name] = cpus
         results[name] = [fn(*a) for a in args]
         return results[name]
 
     cfg = {"vocab_size": 512, "shard_tokens": 3000, "val_fraction": 0.1, **cfg}
     run_dir = str(root / "run")
-    TokenizeStage(TokenizeConfig(**cfg)).run_global(GlobalJob(inputs, f"{run_dir}/work/tokenize", run_dir, runner))
+    job = GlobalJob(inputs, f"{run_dir}/work/tokenize", run_dir, runner, max_cpus=max_cpus)
+    TokenizeStage(TokenizeConfig(**cfg)).run_global(job)
     return run_dir + "/tokens", results
+
+
+def test_only_tokenizer_training_asks_for_more_cpus(tmp_path):
+    _, results = run_stage(tmp_path, make_docs(30), n_parts=2, max_cpus=3)
+    assert results["cpus"] == {"sample": 1, "train": 3, "encode": 1, "write": 1}  # 8 wanted, 3 on the largest node
 
 
 @pytest.fixture(scope="module")

@@ -218,7 +218,7 @@ class Runner:
 
         calls: dict[str, int] = {}
 
-        def runner(task_name: str, fn, args_list: list[tuple]) -> list[TaskResult]:
+        def runner(task_name: str, fn, args_list: list[tuple], cpus: int = 1) -> list[TaskResult]:
             # A name used again (e.g. one per round) gets a call number: ids stay unique and stable.
             calls[task_name] = calls.get(task_name, 0) + 1
             base = task_name if task_name.startswith(f"{name}.") else f"{name}.{task_name}"
@@ -226,7 +226,7 @@ class Runner:
             tasks = []
             for i, args in enumerate(args_list):
                 tid = f"s{step.index:02d}-{label}-{i:05d}"
-                tasks.append((Task(tid, fn, tuple(args)), i, [f"{task_name}:{_args_key(tuple(args))}"]))
+                tasks.append((Task(tid, fn, tuple(args), cpus=cpus), i, [f"{task_name}:{_args_key(tuple(args))}"]))
             ran_now = self._run_tasks(step, tasks, label, row_stage=base)
             out = []
             for task, _, inputs in tasks:
@@ -245,7 +245,8 @@ class Runner:
 
         inputs = [storage.join(step.in_dir, part_name(i)) for i in range(n_shards)]
         resuming = any(h == step.hash for _, h, _ in self.done)
-        stage.run_global(GlobalJob(inputs, workdir, self.run_dir, runner, fresh=not resuming))
+        stage.run_global(GlobalJob(inputs, workdir, self.run_dir, runner, fresh=not resuming,
+                                   max_cpus=getattr(self.executor, "max_task_cpus", 1)))
 
     def execute(self) -> RunSummary:
         started = time.time()

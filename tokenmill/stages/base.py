@@ -162,7 +162,8 @@ class GlobalJob:
     in order. `fn` must be a module-level function (it is pickled).
     """
 
-    def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner, fresh: bool = True):
+    def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner, fresh: bool = True,
+                 max_cpus: int = 1):
         self.inputs = inputs  # Parquet files of documents, one per shard, in shard order
         self.workdir = workdir  # this stage's scratch directory (local path or URL)
         self.run_dir = run_dir
@@ -170,9 +171,14 @@ class GlobalJob:
         # False when resuming: some tasks of this step are done and their results will be reused,
         # so the stage must not clear what they wrote.
         self.fresh = fresh
+        self.max_cpus = max_cpus  # the most CPUs one task may ask for (the largest node's)
 
-    def run_tasks(self, name: str, fn, args: list[tuple]) -> list[TaskResult]:
-        return self._runner(name, fn, args)
+    def run_tasks(self, name: str, fn, args: list[tuple], cpus: int = 1) -> list[TaskResult]:
+        """`cpus`: CPUs per task (capped at max_cpus), for a task that runs threads of its own while
+        nothing else runs (e.g. training the tokenizer). The runner is called with a `cpus` keyword
+        only when that is more than 1."""
+        cpus = max(1, min(cpus, self.max_cpus))
+        return self._runner(name, fn, args, cpus=cpus) if cpus > 1 else self._runner(name, fn, args)
 
 
 class GlobalStage(MapStage):

@@ -31,6 +31,8 @@ from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id
 
 log = logging.getLogger(__name__)
 
+TRAIN_CPUS = 8  # CPUs reserved for training the tokenizer (fewer when no node has that many)
+
 
 @dataclass(frozen=True)
 class TokenizeConfig:
@@ -92,8 +94,8 @@ class TokenizeStage(GlobalStage):
             samples = [storage.join(job.workdir, f"sample-{i:05d}.parquet") for i in range(n)]
             job.run_tasks("sample", build.sample_shard,
                           [(p, budget, cfg.seed, s) for p, s in zip(job.inputs, samples)])
-            job.run_tasks("train", build.train_tokenizer,
-                          [(samples, cfg.vocab_size, tuple(cfg.special_tokens), tok_path)])
+            job.run_tasks("train", build.train_tokenizer,  # alone on its node: BPE training runs threads
+                          [(samples, cfg.vocab_size, tuple(cfg.special_tokens), tok_path)], cpus=TRAIN_CPUS)
             tok, tok_sha = build.cached_tokenizer_and_hash(tok_path)
         bos_id = token_id(tok, cfg.bos_token)
         log.info("tokenizer: vocab %d, bos %s = %d, sha256 %s", tok.get_vocab_size(), cfg.bos_token, bos_id, tok_sha[:12])
