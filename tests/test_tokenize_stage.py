@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -102,6 +103,8 @@ def test_manifest_checksums_and_counts(built):
     assert sum(s.counters["tokens"] for s in st) == sum(r["tokens"] for r in rows)
     assert sum(s.counters["documents"] for s in st) == sum(r["documents"] for r in rows) == len(docs) - 2
     assert sum(s.drops["empty_text"] for s in st) == 2
+    # scratch (sampled training text, encoded parts) is gone; the shards hold the tokens
+    assert list((Path(tokens).parent / "work/tokenize").iterdir()) == []
 
 
 def test_corrupt_shard_is_detected(tmp_path):

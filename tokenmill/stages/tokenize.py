@@ -130,6 +130,8 @@ class TokenizeStage(GlobalStage):
         for t, m in parts:  # scratch copies of every token; the shards now hold them
             storage.remove(t)
             storage.remove(m)
+        for p in storage.glob(storage.join(job.workdir, "sample-*.parquet")):  # the tokenizer's training text
+            storage.remove(p)
         totals = {s: sum(r["tokens"] for r in rows if r["split"] == s) for s in ("train", "val")}
         log.info("tokens: %d train, %d val in %d shards (%s) → %s", totals["train"], totals["val"], len(rows),
                  dtype_name, out_dir)
