@@ -90,6 +90,19 @@ def snippet_f1(texts: dict, expected: dict) -> float:
     return 2 * p * r / (p + r)
 
 
+def test_a_broken_trafilatura_install_is_named_in_the_error(tmp_path, monkeypatch):
+    from tokenmill.stages.extract import _Child
+
+    fake = tmp_path / "trafilatura"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('lxml.html.clean module is now a separate project')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the child gets the parent's sys.path
+    child = _Child({})
+    with pytest.raises(RuntimeError, match="did not start: importing trafilatura: ImportError: lxml.html.clean"):
+        child.start()
+    assert child.proc is None
+
+
 @pytest.mark.parametrize("favor_precision", [True, False], ids=["fineweb-settings", "trafilatura-defaults"])
 def test_pipeline_extraction_matches_bare_trafilatura(shared_data, favor_precision):
     """Snippet F1 on 150 real pages: our decoding + extraction vs trafilatura.extract on the raw bytes

@@ -122,9 +122,13 @@ class _Child:
         )
         # The child says "ready" once trafilatura is imported (~1 s): start-up is not a document's time.
         ready, _, _ = select.select([self.proc.stdout], [], [], startup_timeout_s)
-        if not ready or recv_frame(self.proc.stdout)[0] != "ready":
+        try:
+            kind, detail = recv_frame(self.proc.stdout) if ready else ("", f"no answer in {startup_timeout_s:.0f} s")
+        except EOFError:
+            kind, detail = "", f"it exited with code {self.proc.wait(5)}; its error is in this worker's stderr"
+        if kind != "ready":
             self.stop()
-            raise RuntimeError("the extraction process did not start; is trafilatura installed?")
+            raise RuntimeError(f"the extraction process did not start: {detail}")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -11,10 +11,13 @@ from tokenmill.stages.extract import _extract, recv_frame, send_frame
 
 
 def main() -> None:
-    import trafilatura  # noqa: F401  (import once, before the first document)
-
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # anything a library prints must not corrupt the frames
+    try:
+        import trafilatura  # noqa: F401  (import once, before the first document)
+    except Exception as e:  # a broken install: say why, instead of just exiting
+        send_frame(stdout, ("failed", f"importing trafilatura: {type(e).__name__}: {e}"))
+        return
     send_frame(stdout, ("ready", None))
     while True:
         try:
