@@ -17,6 +17,7 @@ Measured: bench/tokenize_speed.py (stage vs raw encode_batch on the same text).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id
 log = logging.getLogger(__name__)
 
 TRAIN_CPUS = 8  # CPUs reserved for training the tokenizer (fewer when no node has that many)
+SHARD_FILE = re.compile(r"([^_]+_(?:train|val)_\d+)\.(?:bin|idx)")  # NAME_{split}_{index}.bin/.idx
 
 
 @dataclass(frozen=True)
@@ -160,7 +162,6 @@ class TokenizeStage(GlobalStage):
     def _remove_stale(out_dir: str, keep: set[str]) -> None:
         """Shards left by an earlier run of this directory with more shards."""
         for f in storage.glob(storage.join(out_dir, "*_*_*.*")):
-            base = f.rsplit("/", 1)[-1]
-            stem, _, ext = base.rpartition(".")
-            if ext in ("bin", "idx") and stem.rsplit("_", 2)[-2:-1] in (["train"], ["val"]) and stem + ".bin" not in keep:
+            m = SHARD_FILE.fullmatch(f.rsplit("/", 1)[-1])
+            if m and m[1] + ".bin" not in keep:
                 storage.remove(f)
