@@ -133,7 +133,9 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device_type == "cuda" else contextlib.nullcontext()
+    # bf16 autocast where the GPU has bf16 (Ampere and newer); fp32 elsewhere (no loss scaling to tune)
+    bf16 = device_type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     model = GPT(mcfg).to(device)
     optimizer = model.configure_optimizer(tc.lr, tc.weight_decay, device_type)
     if ckpt is not None:
@@ -149,7 +151,8 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
     if not resume and os.path.exists(metrics_path):
         os.remove(metrics_path)  # a fresh run starts a fresh log
     log_fn(f"{preset}: {model.num_params() / 1e6:.2f}M parameters, vocab {mcfg.vocab_size}, context "
-           f"{mcfg.block_size}, {tc.batch_size}x{tc.grad_accum} sequences/step on {device}; steps {start}→{tc.steps}")
+           f"{mcfg.block_size}, {tc.batch_size}x{tc.grad_accum} sequences/step on {device}"
+           f"{' (bf16 autocast)' if bf16 else ''}; steps {start}→{tc.steps}")
 
     record: dict = {}
     train_loss, tokens_seen, t_log = None, 0, time.perf_counter()
@@ -160,7 +163,8 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
         if step == start or last or step % tc.eval_every == 0 or step % tc.log_every == 0:
             val_loss = evaluate(step_model, val_data, autocast) if step == start or last or step % tc.eval_every == 0 else None
             dt = time.perf_counter() - t_log
-            record = {"step": step, "train_loss": train_loss, "val_loss": val_loss,
+            record = {"step": step, "train_loss": None if train_loss is None else train_loss.item(),
+                      "val_loss": val_loss,
                       "val_bpb": val_loss / math.log(2) / bytes_per_token if val_loss is not None else None,
                       "lr": lr_at(min(step, tc.steps - 1), tc), "tokens_per_s": tokens_seen / dt if tokens_seen else None}
             log_fn(format_record(record))
@@ -175,17 +179,17 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
             break
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, tc)
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)
         for micro in range(tc.grad_accum):
             x, y = train_data.get(step * tc.grad_accum + micro)
             with autocast:
                 _, loss = step_model(x, y)
             (loss / tc.grad_accum).backward()
-            loss_sum += loss.item()
+            loss_sum += loss.detach()  # no .item() here: on a GPU it would wait for every micro-step
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        train_loss = loss_sum / tc.grad_accum
+        train_loss = loss_sum / tc.grad_accum  # a tensor: read (a GPU sync) only when logged
         tokens_seen += tc.batch_size * tc.grad_accum * mcfg.block_size
     return record
 
