@@ -98,19 +98,23 @@ def measure(kind: str, tmp: Path, args) -> dict:
         ray.init(num_cpus=args.workers, include_dashboard=False, configure_logging=False, log_to_driver=False)
         ex = RayExecutor()
 
-        def runner(name, fn, arg_list):  # noqa: F811
+        def runner(name, fn, arg_list, cpus=1):  # noqa: F811
             out = {}
-            ex.run([Task(str(i), fn, tuple(a)) for i, a in enumerate(arg_list)],
+            ex.run([Task(str(i), fn, tuple(a), cpus=cpus) for i, a in enumerate(arg_list)],
                    lambda at: out.__setitem__(int(at.task.task_id), at.result if at.ok else at.error))
             assert all(not isinstance(out[i], str) for i in out), out
             return [out[i] for i in range(len(arg_list))]
 
         runner("warm", _warm, [()] * (2 * args.workers))
+        runner("warm", _warm, [()], cpus=ex.max_task_cpus)  # the tokenizer-training worker of a real run
+        cpus = {"max_cpus": ex.max_task_cpus, "total_cpus": ex.total_cpus}  # as the pipeline's runner gives them
+    else:
+        cpus = {}  # threads: one process, the tokenizer's own thread pool
 
     run = tmp / "run"
     inputs = sorted(str(p) for p in (tmp / "docs").glob("*.parquet"))
     t0, c0 = time.perf_counter(), time.process_time()
-    TokenizeStage(cfg).run_global(GlobalJob(inputs, str(run / "work/tokenize"), str(run), runner))
+    TokenizeStage(cfg).run_global(GlobalJob(inputs, str(run / "work/tokenize"), str(run), runner, **cpus))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ds = TokenShards(str(run / "tokens"), verify=False)
     out = {"wall": wall, "cpu": cpu, "shards": len(ds.rows), "word_cache": cfg.word_cache,

@@ -42,7 +42,7 @@ def write_inputs(root, docs: list[Doc], n_parts: int) -> list[str]:
     return paths
 
 
-def run_stage(root, docs, n_parts=3, max_cpus=1, **cfg):
+def run_stage(root, docs, n_parts=3, max_cpus=1, total_cpus=1, **cfg):
     """Run the stage with an in-process runner; returns the tokens dir and each task group's results
     (and, under "cpus", the CPUs each group asked for)."""
     inputs = write_inputs(root, docs, n_parts)
@@ -55,14 +55,20 @@ def run_stage(root, docs, n_parts=3, max_cpus=1, **cfg):
 
     cfg = {"vocab_size": 512, "shard_tokens": 3000, "val_fraction": 0.1, **cfg}
     run_dir = str(root / "run")
-    job = GlobalJob(inputs, f"{run_dir}/work/tokenize", run_dir, runner, max_cpus=max_cpus)
+    job = GlobalJob(inputs, f"{run_dir}/work/tokenize", run_dir, runner, max_cpus=max_cpus, total_cpus=total_cpus)
     TokenizeStage(TokenizeConfig(**cfg)).run_global(job)
     return run_dir + "/tokens", results
 
 
-def test_only_tokenizer_training_asks_for_more_cpus(tmp_path):
-    _, results = run_stage(tmp_path, make_docs(30), n_parts=2, max_cpus=3)
-    assert results["cpus"] == {"sample": 1, "train": 3, "encode": 1, "write": 1}  # 8 wanted, 3 on the largest node
+@pytest.mark.parametrize("max_cpus,total_cpus,train,share", [
+    (3, 3, 3, 1),    # one node of 3: training takes it; 2 shards' tasks get one CPU each
+    (4, 8, 4, 4),    # two nodes of 4: 2 shards' tasks get a node each
+    (32, 32, 16, 16),  # one big node: 2 shards' tasks get half each; training as much
+    (2, 64, 2, 2),   # many small nodes: never more than a node has
+])
+def test_tasks_that_run_threads_ask_for_their_share_of_cpus(tmp_path, max_cpus, total_cpus, train, share):
+    _, results = run_stage(tmp_path, make_docs(30), n_parts=2, max_cpus=max_cpus, total_cpus=total_cpus)
+    assert results["cpus"] == {"sample": share, "train": train, "encode": share, "write": share}
 
 
 @pytest.fixture(scope="module")

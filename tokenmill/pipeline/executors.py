@@ -78,7 +78,7 @@ class LocalExecutor:
         self.workers = 1
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
-        self.max_task_cpus = os.cpu_count() or 1  # one task at a time, in this process: all of it
+        self.max_task_cpus = self.total_cpus = os.cpu_count() or 1  # one task at a time, in this process
 
     def run(self, tasks: list[Task], on_attempt: Callable[[Attempt], None]) -> None:
         queue = deque(tasks)
@@ -118,7 +118,7 @@ class RayExecutor:
             log.info("starting Ray (%s)", address or "local")
             ray.init(**kwargs)
             self.started_ray = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.total_cpus = cpus = int(ray.cluster_resources().get("CPU", 1))
         self.workers = workers or max(1, cpus)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s

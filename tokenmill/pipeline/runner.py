@@ -246,7 +246,8 @@ class Runner:
         inputs = [storage.join(step.in_dir, part_name(i)) for i in range(n_shards)]
         resuming = any(h == step.hash for _, h, _ in self.done)
         stage.run_global(GlobalJob(inputs, workdir, self.run_dir, runner, fresh=not resuming,
-                                   max_cpus=getattr(self.executor, "max_task_cpus", 1)))
+                                   max_cpus=getattr(self.executor, "max_task_cpus", 1),
+                                   total_cpus=getattr(self.executor, "total_cpus", 1)))
 
     def execute(self) -> RunSummary:
         started = time.time()

@@ -163,7 +163,7 @@ class GlobalJob:
     """
 
     def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner, fresh: bool = True,
-                 max_cpus: int = 1):
+                 max_cpus: int = 1, total_cpus: int = 1):
         self.inputs = inputs  # Parquet files of documents, one per shard, in shard order
         self.workdir = workdir  # this stage's scratch directory (local path or URL)
         self.run_dir = run_dir
@@ -172,11 +172,18 @@ class GlobalJob:
         # so the stage must not clear what they wrote.
         self.fresh = fresh
         self.max_cpus = max_cpus  # the most CPUs one task may ask for (the largest node's)
+        self.total_cpus = total_cpus  # all the executor's CPUs
+
+    def share_of_cpus(self, n_tasks: int) -> int:
+        """CPUs per task when `n_tasks` tasks that run threads of their own share the executor:
+        1 when there are at least as many tasks as CPUs, more when fewer (one shard on an 8-core
+        laptop: 8), never more than one node has."""
+        return max(1, min(self.max_cpus, self.total_cpus // max(1, n_tasks)))
 
     def run_tasks(self, name: str, fn, args: list[tuple], cpus: int = 1) -> list[TaskResult]:
-        """`cpus`: CPUs per task (capped at max_cpus), for a task that runs threads of its own while
-        nothing else runs (e.g. training the tokenizer). The runner is called with a `cpus` keyword
-        only when that is more than 1."""
+        """`cpus`: CPUs per task (capped at max_cpus), for tasks that run threads of their own (the
+        tokenizer's; see share_of_cpus). The runner is called with a `cpus` keyword only when that
+        is more than 1."""
         cpus = max(1, min(cpus, self.max_cpus))
         return self._runner(name, fn, args, cpus=cpus) if cpus > 1 else self._runner(name, fn, args)
 

@@ -87,6 +87,11 @@ class TokenizeStage(GlobalStage):
         n = len(job.inputs)
         assert n, "tokenize: no document shards to tokenize; the steps before it produced nothing"
 
+        # CPUs per task: tasks run the tokenizer's threads, so with fewer shards than CPUs each task
+        # gets more (under Ray: as many rayon threads). One value for all steps but training: a
+        # worker started for one thread count is reused by the next step, not replaced.
+        cpus = job.share_of_cpus(n)
+
         # 1. the tokenizer
         if cfg.tokenizer is not None:
             tok = build.cached_tokenizer(cfg.tokenizer)
@@ -95,9 +100,10 @@ class TokenizeStage(GlobalStage):
             budget = -(-cfg.sample_bytes // n)
             samples = [storage.join(job.workdir, f"sample-{i:05d}.parquet") for i in range(n)]
             job.run_tasks("sample", build.sample_shard,
-                          [(p, budget, cfg.seed, s) for p, s in zip(job.inputs, samples)])
+                          [(p, budget, cfg.seed, s) for p, s in zip(job.inputs, samples)], cpus=cpus)
             job.run_tasks("train", build.train_tokenizer,  # alone on its node: BPE training runs threads
-                          [(samples, cfg.vocab_size, tuple(cfg.special_tokens), tok_path)], cpus=TRAIN_CPUS)
+                          [(samples, cfg.vocab_size, tuple(cfg.special_tokens), tok_path)],
+                          cpus=max(cpus, TRAIN_CPUS))
             tok, tok_sha = build.cached_tokenizer_and_hash(tok_path)
         bos_id = token_id(tok, cfg.bos_token)
         log.info("tokenizer: vocab %d, bos %s = %d, sha256 %s", tok.get_vocab_size(), cfg.bos_token, bos_id, tok_sha[:12])
@@ -109,7 +115,7 @@ class TokenizeStage(GlobalStage):
         encoded = job.run_tasks("encode", build.encode_shard, [
             (p, tok_path, cfg.bos_token, cfg.seed, cfg.batch_docs, cfg.word_cache, val_cut, cfg.val_min_documents, t, m)
             for p, (t, m) in zip(job.inputs, parts)
-        ])
+        ], cpus=cpus)
         values = [r.value for r in encoded]
         hist = {s: build.dense_hist([v["hist"][s] for v in values]) for s in ("train", "val")}
         val_cut = self._grow_val(values, hist, val_cut, cfg.val_min_documents)
@@ -121,7 +127,7 @@ class TokenizeStage(GlobalStage):
             for idx, (lo, hi) in enumerate(build.plan_ranges(hist[split], cfg.shard_tokens)):
                 names.append((split, idx, f"{cfg.name}_{split}_{idx:06d}.bin"))
                 args.append((split, lo, hi, val_cut, parts, dtype_name, storage.join(out_dir, names[-1][2])))
-        written = job.run_tasks("write", build.write_shard_range, args)
+        written = job.run_tasks("write", build.write_shard_range, args, cpus=cpus)
 
         # 4. the manifest, last
         rows = [dict(shard=fname, split=split, index=idx, vocab_size=tok.get_vocab_size(), bos_id=bos_id,
