@@ -152,13 +152,14 @@ def write_tokenizer(tok, path: str) -> str:
     with storage.atomic_write(path, "w") as f:
         f.write(text)
     key = hashlib.sha256(text.encode()).hexdigest()
-    _TOKENIZERS[key] = [tok, 0]
+    with _TOKENIZERS_LOCK:
+        _TOKENIZERS[key] = [tok, 0]
     return key
 
 
 def _batches(in_path: str, batch_docs: int, st: StageStats):
-    """(ids, texts, UTF-8 bytes of each text) per `batch_docs` documents, straight from the Parquet columns (no Doc objects:
-    a third of the stage's Python time went into building them)."""
+    """(ids, texts, UTF-8 bytes of each text) per `batch_docs` documents, straight from the Parquet
+    columns (no Doc objects: a third of the stage's Python time went into building them)."""
     fs, path = storage.fs_and_path(in_path)
     with fs.open(path, "rb") as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_docs, columns=["id", "text"]):
