@@ -43,7 +43,7 @@ def test_run_then_resume_then_train(tmp_path):
     assert (out / "tokens/manifest.parquet").read_bytes() == first
 
     need("torch")
-    from tokenmill.train_stub import pretrain
+    from tokenmill.train import pretrain
 
     record = pretrain.train(str(out / "tokens"), steps=3, eval_every=3, log_fn=lambda s: None)
     assert record["step"] == 3 and (out / "ckpt/ckpt.pt").exists()

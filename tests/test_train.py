@@ -21,9 +21,9 @@ from tokenmill import storage  # noqa: E402
 from tokenmill.doc import Doc  # noqa: E402
 from tokenmill.stages.base import GlobalJob  # noqa: E402
 from tokenmill.stages.tokenize import TokenizeConfig, TokenizeStage  # noqa: E402
-from tokenmill.train_stub import pretrain, sample  # noqa: E402
-from tokenmill.train_stub.cli import add_train_parser, run_train  # noqa: E402
-from tokenmill.train_stub.model import GPT, GPTConfig  # noqa: E402
+from tokenmill.train import pretrain, sample  # noqa: E402
+from tokenmill.train.cli import add_train_parser, run_train  # noqa: E402
+from tokenmill.train.model import GPT, GPTConfig  # noqa: E402
 
 NOUNS = "cat dog bird river house tree king queen child farmer".split()
 VERBS = "sees likes finds eats builds watches".split()
@@ -155,7 +155,7 @@ def test_cli_defaults_write_run_ckpt_and_sample(tokens, capsys):
 
 
 def test_importing_tokenmill_does_not_import_torch():
-    code = ("import sys, tokenmill.train_stub.cli, tokenmill.stages.tokenize, tokenmill.tokenize; "
+    code = ("import sys, tokenmill.train.cli, tokenmill.stages.tokenize, tokenmill.tokenize; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="stop after curation and tokenization")
     _add_run_options(p)
 
-    from tokenmill.train_stub.cli import add_train_parser  # torch loads only when `train` runs
+    from tokenmill.train.cli import add_train_parser  # torch loads only when `train` runs
 
     add_train_parser(sub)
     return parser
@@ -106,7 +106,7 @@ def cmd_demo(args) -> int:
     if args.no_train:
         return 0
     try:
-        from tokenmill.train_stub import pretrain, sample
+        from tokenmill.train import pretrain, sample
     except ImportError:
         print("tokenmill demo: PyTorch is not installed (pip install 'tokenmill[train]'); skipping the training part")
         return 0
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "train":
-        from tokenmill.train_stub.cli import run_train
+        from tokenmill.train.cli import run_train
 
         return run_train(args)
     return {"run": cmd_run, "inspect": cmd_inspect, "demo": cmd_demo}[args.command](args)

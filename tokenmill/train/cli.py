@@ -55,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.train_command == "pretrain":
-            from tokenmill.train_stub import pretrain
+            from tokenmill.train import pretrain
 
             overrides = {k: getattr(args, k) for k in ("steps", "eval_every", "log_every", "batch_size",
                                                        "grad_accum", "lr", "seed", "compile", "max_seconds")}
@@ -63,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
                            log_fn=lambda line: print(line, flush=True), **overrides)
             return 0
         if args.train_command == "sample":
-            from tokenmill.train_stub import sample
+            from tokenmill.train import sample
 
             text = sample.generate(args.ckpt, args.prompt, args.max_new_tokens, args.temperature,
                                    args.top_k if args.top_k and args.top_k > 0 else None, args.top_p,
@@ -78,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the train commands alone: `python -m tokenmill.train_stub.cli pretrain --tokens ...`."""
+    """Run the train commands alone: `python -m tokenmill.train.cli pretrain --tokens ...`."""
     parser = argparse.ArgumentParser(prog="tokenmill")
     add_train_parser(parser.add_subparsers(dest="command", required=True))
     return run_train(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))

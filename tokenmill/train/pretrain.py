@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from tokenmill.tokenize import TOKENIZER, TokenShards
-from tokenmill.train_stub.data import TrainBatches, val_batches
-from tokenmill.train_stub.model import GPT, GPTConfig
+from tokenmill.train.data import TrainBatches, val_batches
+from tokenmill.train.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import os
 import torch
 
 from tokenmill.tokenize import TOKENIZER, load_tokenizer
-from tokenmill.train_stub.model import GPT, GPTConfig, KVCache
-from tokenmill.train_stub.pretrain import resolve_device
+from tokenmill.train.model import GPT, GPTConfig, KVCache
+from tokenmill.train.pretrain import resolve_device
 
 
 def load_model(ckpt_dir: str, device: str = "cpu") -> tuple[GPT, dict]:
