@@ -91,6 +91,22 @@ def test_resume_continues_the_step_count(trained, tokens, tmp_path):
     assert steps[:3] == [0, 10, 20] and steps[-2:] == [60, 70] and steps == sorted(steps)
 
 
+def test_resume_keeps_the_checkpoints_preset(trained, tokens, tmp_path):
+    """--resume with another --preset: the checkpoint's model config and preset name are kept, and said."""
+    out, _, _, _ = trained
+    import shutil
+
+    shutil.copytree(out, tmp_path / "c")
+    lines: list[str] = []
+    pretrain.train(tokens, str(tmp_path / "c"), preset="small", device="cpu", resume=True, steps=62,
+                   log_fn=lines.append)
+    ckpt = torch.load(tmp_path / "c/ckpt.pt", weights_only=False)
+    assert ckpt["step"] == 62 and ckpt["preset"] == "tiny"
+    assert ckpt["model_config"]["n_embd"] == pretrain.PRESETS["tiny"][0]["n_embd"]
+    assert any("keeping the checkpoint's preset 'tiny'" in line for line in lines), lines[:2]
+    assert lines[1].startswith("tiny:"), lines[1]
+
+
 def test_max_seconds_stops_early_with_a_final_validation(tokens, tmp_path):
     lines: list[str] = []
     record = pretrain.train(tokens, str(tmp_path), preset="demo", device="cpu", max_seconds=0.5, log_fn=lines.append)

@@ -76,13 +76,3 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"unknown train command {args.train_command!r}", file=sys.stderr)
     return 2
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the train commands alone: `python -m tokenmill.train.cli pretrain --tokens ...`."""
-    parser = argparse.ArgumentParser(prog="tokenmill")
-    add_train_parser(parser.add_subparsers(dest="command", required=True))
-    return run_train(parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -99,21 +99,46 @@ def evaluate(model: GPT, batches: list, autocast) -> float:
     return total / n
 
 
-def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None, device: str = "auto",
-          resume: bool = False, log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
-    """Train (or, with `resume`, continue) and return the last metrics record. `overrides` set
-    TrainConfig fields (steps, lr, eval_every, ...) over the preset's defaults."""
+@dataclass
+class Setup:
+    """What the loop needs, built once by `setup`: model, optimizer, data, and where to write."""
+    model: GPT
+    step_model: torch.nn.Module  # the model, or its torch.compile wrapper
+    optimizer: torch.optim.Optimizer
+    mcfg: GPTConfig
+    tc: TrainConfig
+    preset: str
+    start: int  # the first step (0, or the checkpoint's step on --resume)
+    device: str
+    autocast: contextlib.AbstractContextManager
+    train_data: TrainBatches
+    val_data: list
+    bytes_per_token: float
+    ds: TokenShards
+    ckpt_path: str
+    metrics_path: str
+
+
+def autocast_for(device: str) -> tuple[contextlib.AbstractContextManager, bool]:
+    """bf16 autocast where the GPU has bf16 (Ampere and newer); fp32 elsewhere (no loss scaling to tune)."""
+    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()), bf16
+
+
+def setup(tokens_dir: str, out_dir: str | None = None, preset: str | None = None, device: str = "auto",
+          resume: bool = False, log_fn: Callable[[str], None] | None = None, **overrides) -> Setup:
+    """Build the model, optimizer and batches; on `resume`, from OUT/ckpt.pt (its preset and model
+    config win over `preset`: a checkpoint's weights only fit the shape they were trained with)."""
     log_fn = log_fn or log.info
     device = resolve_device(device)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    preset = preset or ("small" if device_type == "cuda" else "tiny")
-    assert preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+    assert preset is None or preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
     out_dir = out_dir or default_out(tokens_dir)
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
     ds = TokenShards(tokens_dir)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
 
-    shape, train_defaults = PRESETS[preset]
     start, ckpt = 0, None
     if resume:
         assert os.path.exists(ckpt_path), f"--resume: no checkpoint at {ckpt_path}; train without --resume first"
@@ -121,21 +146,25 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
         assert ckpt["tokens_manifest_sha256"] == ds.manifest_sha256, (
             f"{ckpt_path} was trained on other tokens than {tokens_dir}; use a new --out to start over"
         )
+        if preset is not None and preset != ckpt["preset"]:
+            log_fn(f"--resume: keeping the checkpoint's preset {ckpt['preset']!r} (its model config); "
+                   f"--preset {preset} is ignored")
+        preset = ckpt["preset"]
         mcfg = GPTConfig(**ckpt["model_config"])
-        tc = TrainConfig(**{**ckpt["train_config"], **{k: v for k, v in overrides.items() if v is not None}})
+        tc = TrainConfig(**{**ckpt["train_config"], **overrides})
         start = ckpt["step"]
     else:
+        preset = preset or ("small" if device_type == "cuda" else "tiny")
+        shape, train_defaults = PRESETS[preset]
         mcfg = GPTConfig(vocab_size=ds.vocab_size, **shape)
-        tc = TrainConfig(**{**train_defaults, **{k: v for k, v in overrides.items() if v is not None}})
+        tc = TrainConfig(**{**train_defaults, **overrides})
     assert tc.steps > 0 and tc.eval_every > 0 and tc.log_every > 0, "steps, eval_every and log_every must be positive"
 
     torch.manual_seed(tc.seed)
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    # bf16 autocast where the GPU has bf16 (Ampere and newer); fp32 elsewhere (no loss scaling to tune)
-    bf16 = device_type == "cuda" and torch.cuda.is_bf16_supported()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    autocast, bf16 = autocast_for(device)
     model = GPT(mcfg).to(device)
     optimizer = model.configure_optimizer(tc.lr, tc.weight_decay, device_type)
     if ckpt is not None:
@@ -145,7 +174,6 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
 
     train_data = TrainBatches(ds, mcfg.block_size, tc.batch_size, tc.seed, device)
     val_data = val_batches(ds, mcfg.block_size, tc.batch_size, tc.eval_batches, device)
-    bytes_per_token = ds.bytes_per_token("val")
     shutil.copyfile(os.path.join(ds.dir, TOKENIZER), os.path.join(out_dir, TOKENIZER))
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     if not resume and os.path.exists(metrics_path):
@@ -153,44 +181,59 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
     log_fn(f"{preset}: {model.num_params() / 1e6:.2f}M parameters, vocab {mcfg.vocab_size}, context "
            f"{mcfg.block_size}, {tc.batch_size}x{tc.grad_accum} sequences/step on {device}"
            f"{' (bf16 autocast)' if bf16 else ''}; steps {start}→{tc.steps}")
+    return Setup(model, step_model, optimizer, mcfg, tc, preset, start, device, autocast, train_data, val_data,
+                 ds.bytes_per_token("val"), ds, ckpt_path, metrics_path)
+
+
+def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None, device: str = "auto",
+          resume: bool = False, log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
+    """Train (or, with `resume`, continue) and return the last metrics record. `overrides` set
+    TrainConfig fields (steps, lr, eval_every, ...) over the preset's defaults."""
+    log_fn = log_fn or log.info
+    s = setup(tokens_dir, out_dir, preset, device, resume, log_fn, **overrides)
+    model, optimizer, tc = s.model, s.optimizer, s.tc
 
     record: dict = {}
     train_loss, tokens_seen, t_log = None, 0, time.perf_counter()
     t_start = t_log
-    for step in range(start, tc.steps + 1):
+    for step in range(s.start, tc.steps + 1):
         out_of_time = tc.max_seconds is not None and time.perf_counter() - t_start >= tc.max_seconds
-        last = step == tc.steps or (out_of_time and step > start)
-        if step == start or last or step % tc.eval_every == 0 or step % tc.log_every == 0:
-            val_loss = evaluate(step_model, val_data, autocast) if step == start or last or step % tc.eval_every == 0 else None
+        last = step == tc.steps or (out_of_time and step > s.start)
+        do_eval = step == s.start or last or step % tc.eval_every == 0
+        do_log = do_eval or step % tc.log_every == 0
+
+        if do_log:
+            val_loss = evaluate(s.step_model, s.val_data, s.autocast) if do_eval else None
             dt = time.perf_counter() - t_log
             record = {"step": step, "train_loss": None if train_loss is None else train_loss.item(),
                       "val_loss": val_loss,
-                      "val_bpb": val_loss / math.log(2) / bytes_per_token if val_loss is not None else None,
+                      "val_bpb": val_loss / math.log(2) / s.bytes_per_token if do_eval else None,
                       "lr": lr_at(min(step, tc.steps - 1), tc), "tokens_per_s": tokens_seen / dt if tokens_seen else None}
             log_fn(format_record(record))
-            with open(metrics_path, "a") as f:
+            with open(s.metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             tokens_seen, t_log = 0, time.perf_counter()
-            if val_loss is not None and step > start:
-                save_checkpoint(ckpt_path, model, optimizer, mcfg, tc, step, ds, preset)
+        if do_eval and step > s.start:
+            save_checkpoint(s.ckpt_path, model, optimizer, s.mcfg, tc, step, s.ds, s.preset)
         if last:
             if step < tc.steps:
                 log_fn(f"stopped at step {step} of {tc.steps}: max_seconds={tc.max_seconds} reached")
             break
+
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, tc)
-        loss_sum = torch.zeros((), device=device)
+        loss_sum = torch.zeros((), device=s.device)
         for micro in range(tc.grad_accum):
-            x, y = train_data.get(step * tc.grad_accum + micro)
-            with autocast:
-                _, loss = step_model(x, y)
+            x, y = s.train_data.get(step * tc.grad_accum + micro)
+            with s.autocast:
+                _, loss = s.step_model(x, y)
             (loss / tc.grad_accum).backward()
             loss_sum += loss.detach()  # no .item() here: on a GPU it would wait for every micro-step
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         train_loss = loss_sum / tc.grad_accum  # a tensor: read (a GPU sync) only when logged
-        tokens_seen += tc.batch_size * tc.grad_accum * mcfg.block_size
+        tokens_seen += tc.batch_size * tc.grad_accum * s.mcfg.block_size
     return record
 
 
