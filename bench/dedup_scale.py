@@ -105,7 +105,7 @@ def peer_task(url: str, n_docs: int) -> tuple[float, float, int]:
 
     from datasketch import MinHash, MinHashLSH
 
-    from tokenmill.stages.dedup_tasks import peak_rss_mb
+    from tokenmill.stages.dedup.files import peak_rss_mb
 
     texts = pq.read_table(url, columns=["text"]).column("text").to_pylist()[:n_docs]
     t = time.perf_counter()

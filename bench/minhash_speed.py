@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from tokenmill.stages.minhash import MinHasher
+from tokenmill.stages.dedup.minhash import MinHasher
 
 
 def datasketch_signatures(texts: list[str], num_perm: int, ngram: int = 5) -> list:

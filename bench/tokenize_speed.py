@@ -57,7 +57,7 @@ def _warm():
     """A task that imports what the encode tasks import, as earlier pipeline stages would have."""
     import time
 
-    import tokenmill.tokenize.build  # noqa: F401
+    import tokenmill.stages.tokenize.tasks  # noqa: F401
     from tokenmill.stages.base import TaskResult
 
     time.sleep(0.2)

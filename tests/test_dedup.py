@@ -14,7 +14,8 @@ from tokenmill import storage
 from tokenmill.doc import Doc
 from tokenmill.stages.base import GlobalJob, StageContext
 from tokenmill.stages.dedup import DedupConfig, DedupStage
-from tokenmill.stages.dedup_tasks import U64, write_edges
+from tokenmill.stages.dedup.files import U64
+from tokenmill.stages.dedup.lsh import write_edges
 
 VOCAB = [f"w{i}" for i in range(2000)]
 
@@ -206,7 +207,7 @@ def test_dedup_against_earlier_runs(tmp_path):
         "dup-of-old1": ("near_duplicate", {"rep_id": "old1", "cluster_size": 2}),
         "dup-of-ancient": ("exact_duplicate", {"rep_id": "ancient", "cluster_size": 2}),
     }
-    with pytest.raises(AssertionError, match="is .* a finished run"):
+    with pytest.raises(ValueError, match="is .* a finished run"):
         run_dedup(tmp_path, [new], DedupConfig(against=(str(tmp_path / "nowhere"),)), run="run3")
 
 
@@ -224,7 +225,7 @@ def test_components_converge_on_a_long_chain(tmp_path):
         return local_runner(name, fn, args)
 
     final = DedupStage()._components(GlobalJob([], str(tmp_path), str(tmp_path), runner), cc, 3)
-    from tokenmill.stages.dedup_cc import _load_edges
+    from tokenmill.stages.dedup.components import _load_edges
 
     pairs = [_load_edges(storage.join(final, f"p{p:05d}")) for p in range(3)]
     leaf_root = {int(a): int(b) for uu, vv in pairs for a, b in zip(uu, vv) if b < a}
@@ -233,7 +234,7 @@ def test_components_converge_on_a_long_chain(tmp_path):
 
 
 def test_day_of_and_keep_order():
-    from tokenmill.stages.dedup_tasks import MAX_DAY, day_of, make_gids
+    from tokenmill.stages.dedup.lsh import MAX_DAY, day_of, make_gids
 
     assert day_of("1970-01-02T10:00:00.25+02:00") == 1 and day_of(None) == day_of("junk") == MAX_DAY
     dates = ["2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z", None, "2024-05-01T23:00:00Z"]
@@ -243,7 +244,7 @@ def test_day_of_and_keep_order():
 
 
 def test_apply_without_global_step_says_what_to_do(tmp_path):
-    with pytest.raises(AssertionError, match="run the dedup global step first"):
+    with pytest.raises(FileNotFoundError, match="run the dedup global step first"):
         DedupStage().begin_shard(0, str(tmp_path))
 
 
@@ -259,8 +260,8 @@ def test_persisted_signatures_hold_only_kept_documents(tmp_path):
 
 
 def test_signature_batches_by_characters_give_the_same_file(tmp_path):
-    from tokenmill.stages.dedup_tasks import read_signatures, sig_matrix, signatures_task
-    from tokenmill.stages.minhash import MinHasher
+    from tokenmill.stages.dedup.signatures import read_signatures, sig_matrix, signatures_task
+    from tokenmill.stages.dedup.minhash import MinHasher
 
     rng = random.Random(4)
     docs = [Doc(id=str(i), text=text(rng, rng.randint(0, 300))) for i in range(40)]

@@ -11,7 +11,7 @@ from helpers import article, html_page
 from tokenmill.doc import Doc
 from tokenmill.stages.base import StageContext
 from tokenmill.stages.extract import ExtractConfig, ExtractStage, decode_html
-from tokenmill.stages.ingest import InputConfig, Shard, read_shard
+from tokenmill.readers import InputConfig, Shard, read_shard
 
 
 def test_decode_follows_header_then_meta_then_detection():

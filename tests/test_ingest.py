@@ -12,7 +12,7 @@ import pytest
 
 from helpers import article, html_page, make_jsonl, make_warc
 from tokenmill.stages.base import StageContext
-from tokenmill.stages.ingest import InputConfig, Shard, detect_format, expand_paths, list_shards, read_shard
+from tokenmill.readers import InputConfig, Shard, detect_format, expand_paths, list_shards, read_shard
 
 
 def read_all(path, fmt=None, cfg=None, start=0, end=None):

@@ -7,7 +7,6 @@ import json
 import random
 
 import pyarrow.parquet as pq
-import pytest
 
 from helpers import need
 from tokenmill.config import from_dict

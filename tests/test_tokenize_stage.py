@@ -16,7 +16,7 @@ from tokenmill.doc import Doc
 from tokenmill.stages.base import GlobalJob
 from tokenmill.stages.tokenize import TokenizeConfig, TokenizeStage
 from tokenmill.tokenize import MAGIC_U32, ShardError, TokenShards, decode_shard, read_header
-from tokenmill.tokenize.build import shuffle_key, split_hash
+from tokenmill.stages.tokenize.tasks import shuffle_key, split_hash
 
 WORDS = "the a river house über straße 東京 🙂 cat sat on mat quickly, running. \n".split(" ")
 
@@ -262,7 +262,7 @@ def test_under_ray_the_shards_are_the_same(tmp_path, built, ray_session):
 
 
 def test_plan_ranges_cover_every_token_in_shards_of_about_the_target():
-    from tokenmill.tokenize.build import KEY_BINS, dense_hist, plan_ranges, sparse_hist
+    from tokenmill.stages.tokenize.tasks import KEY_BINS, dense_hist, plan_ranges, sparse_hist
 
     rng = np.random.default_rng(0)
     bins = rng.integers(0, KEY_BINS, 50_000)

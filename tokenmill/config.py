@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from tokenmill import stages as stage_registry
-from tokenmill.stages.ingest import InputConfig, expand_paths
+from tokenmill.readers import InputConfig, expand_paths
 
 
 class ConfigError(ValueError):
@@ -93,70 +93,79 @@ def load(path: str, overrides: dict | None = None) -> PipelineConfig:
 
 
 def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, check_inputs: bool = True) -> PipelineConfig:
-    def fail(key: str, msg: str):
-        raise ConfigError(f"{source}: {key}: {msg}")
-
+    """Validate a config mapping; `overrides` are executor settings from the command line."""
     if not isinstance(data, dict):
-        fail("(top level)", "must be a mapping of keys to values")
-    known = {*TOP_KEYS, *stage_registry.PIPELINE_ORDER}
-    for key in data:
-        if key not in known:
-            fail(str(key), f"unknown key (known: {', '.join(sorted(known))})")
-    if "input" not in data:
-        fail("input", "missing: say which files to read, e.g. input: {paths: [crawl/*.warc.gz]}")
-    if "output" not in data:
-        fail("output", "missing: the run directory to write, e.g. output: runs/demo")
-    if not isinstance(data["output"], str) or not data["output"]:
-        fail("output", "must be a path or URL string")
-
-    inp = data["input"]
-    if isinstance(inp, (str, list)):  # shorthand: input: crawl/*.warc.gz
-        inp = {"paths": inp}
-    if isinstance(inp, dict) and isinstance(inp.get("paths"), str):
-        inp = {**inp, "paths": [inp["paths"]]}
-    input_cfg = build(InputConfig, inp, "input", source)
-    # Local paths are made absolute here, on the driver: workers on other nodes have other cwds.
-    input_cfg = dataclasses.replace(input_cfg, paths=tuple(_absolute(p) for p in input_cfg.paths))
-    if not input_cfg.paths:
-        fail("input.paths", "must list at least one path, glob, URL or warc.paths listing")
-
-    executor = build(ExecutorConfig, data.get("executor") or {}, "executor", source)
-    if overrides:
-        executor = dataclasses.replace(executor, **{k: v for k, v in overrides.items() if v is not None})
-        try:
-            executor.__post_init__()
-        except ValueError as e:
-            fail("executor", str(e))
-
-    names = data.get("stages")
-    if names is None:
-        names = stage_registry.available()
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        fail("stages", "must be a list of stage names")
-    for n in names:
-        if n not in stage_registry.PIPELINE_ORDER:
-            fail("stages", f"no stage named {n!r} (stages: {', '.join(stage_registry.PIPELINE_ORDER)})")
-        if n not in stage_registry.REGISTRY:
-            fail("stages", f"stage {n!r} is not available in this version (available: {', '.join(stage_registry.available())})")
-    if len(set(names)) != len(names):
-        fail("stages", "a stage is listed twice")
-    ordered = tuple(s for s in stage_registry.PIPELINE_ORDER if s in names)
-
-    stage_options = {}
-    for name in stage_registry.available():
-        section = data.get(name) or {}
-        stage_options[name] = build(stage_registry.stage_class(name).Config, section, name, source)
-    for name in stage_registry.PIPELINE_ORDER:
-        if name in data and name not in stage_registry.REGISTRY:
-            fail(name, f"stage {name!r} is not available in this version")
-
-    cfg = PipelineConfig(input_cfg, _absolute(data["output"]), executor, ordered, stage_options, source)
+        raise ConfigError(f"{source}: (top level): must be a mapping of keys to values")
+    _check_top_keys(data, source)
+    input_cfg = _input_config(data["input"], source)
+    executor = _executor_config(data.get("executor") or {}, overrides, source)
+    names = _stage_names(data.get("stages"), source)
+    stage_options = {name: build(stage_registry.stage_class(name).Config, data.get(name) or {}, name, source)
+                     for name in stage_registry.available()}
+    cfg = PipelineConfig(input_cfg, _absolute(data["output"]), executor, names, stage_options, source)
     if check_inputs:
         try:
             expand_paths(input_cfg)
         except (FileNotFoundError, OSError) as e:
             raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def _check_top_keys(data: dict, source: str) -> None:
+    known = {*TOP_KEYS, *stage_registry.PIPELINE_ORDER}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
+    if "input" not in data:
+        raise ConfigError(f"{source}: input: missing: say which files to read, e.g. input: {{paths: [crawl/*.warc.gz]}}")
+    if "output" not in data:
+        raise ConfigError(f"{source}: output: missing: the run directory to write, e.g. output: runs/demo")
+    if not isinstance(data["output"], str) or not data["output"]:
+        raise ConfigError(f"{source}: output: must be a path or URL string")
+
+
+def _input_config(inp: Any, source: str) -> InputConfig:
+    if isinstance(inp, (str, list)):  # shorthand: input: crawl/*.warc.gz
+        inp = {"paths": inp}
+    if isinstance(inp, dict) and isinstance(inp.get("paths"), str):
+        inp = {**inp, "paths": [inp["paths"]]}
+    input_cfg = build(InputConfig, inp, "input", source)
+    if not input_cfg.paths:
+        raise ConfigError(f"{source}: input.paths: must list at least one path, glob, URL or warc.paths listing")
+    # Local paths are made absolute here, on the driver: workers on other nodes have other cwds.
+    return dataclasses.replace(input_cfg, paths=tuple(_absolute(p) for p in input_cfg.paths))
+
+
+def _executor_config(section: Any, overrides: dict | None, source: str) -> ExecutorConfig:
+    """The executor section, then the command line's overrides, validated as one (so a bad
+    `--workers 0` is a config error naming the option, like a bad `executor.workers`)."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: executor: must be a mapping (got {type(section).__name__})")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    merged = {**section, **given}
+    flags = {"kind": "--executor", "address": "--ray-address"}
+    where = {k: f"{flags.get(k, '--' + k.replace('_', '-'))} (executor.{k})" for k in given}
+    try:
+        return build(ExecutorConfig, merged, "executor", source)
+    except ConfigError as e:
+        msg = str(e)
+        for k, label in where.items():
+            msg = msg.replace(f"executor.{k}", label)
+        raise ConfigError(msg) from None
+
+
+def _stage_names(names: Any, source: str) -> tuple[str, ...]:
+    """The configured stages, in pipeline order (the default: every available stage)."""
+    if names is None:
+        names = stage_registry.available()
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{source}: stages: must be a list of stage names")
+    for n in names:
+        if n not in stage_registry.PIPELINE_ORDER:
+            raise ConfigError(f"{source}: stages: no stage named {n!r} (stages: {', '.join(stage_registry.PIPELINE_ORDER)})")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: stages: a stage is listed twice")
+    return tuple(s for s in stage_registry.PIPELINE_ORDER if s in names)
 
 
 def _absolute(path: str) -> str:

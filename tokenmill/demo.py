@@ -88,8 +88,11 @@ def write_warc(path: str, seed: int = 0, n_articles: int = 60) -> int:
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=True)
     date = datetime(2024, 5, 18, tzinfo=timezone.utc)
-    writer.write_record(writer.create_warcinfo_record("demo.warc.gz", {"software": "tokenmill demo", "format": "WARC/1.1"}))
     rng = random.Random(seed + 1)
+    info = writer.create_warcinfo_record("demo.warc.gz", {"software": "tokenmill demo", "format": "WARC/1.1"})
+    info.rec_headers.replace_header("WARC-Date", date.strftime("%Y-%m-%dT%H:%M:%SZ"))  # same bytes every time
+    info.rec_headers.replace_header("WARC-Record-ID", f"<urn:uuid:{uuid.UUID(int=random.Random(-seed - 1).getrandbits(128))}>")
+    writer.write_record(info)
     for i, page in enumerate(pages):
         when = (date + timedelta(seconds=37 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
         rid = lambda: f"<urn:uuid:{uuid.UUID(int=rng.getrandbits(128))}>"  # noqa: E731 (seeded ids)

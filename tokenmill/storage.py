@@ -1,15 +1,13 @@
 """Files: local paths or fsspec URLs, atomic writes, and documents as Parquet.
 
 Every output is written under a temporary name and renamed into place, so a file that
-exists is complete. Documents travel between processes as Parquet with a fixed schema
-(`DOC_SCHEMA`); removed documents add `stage` and `reason`.
+exists is complete. Documents travel between processes as Parquet in the form doc.py defines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -17,25 +15,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokenmill.doc import Doc
-
-DOC_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("url", pa.string()),
-        ("text", pa.string()),
-        ("language", pa.string()),
-        ("language_score", pa.float64()),
-        ("source", pa.string()),
-        ("source_offset", pa.int64()),
-        ("warc_record_id", pa.string()),
-        ("warc_date", pa.string()),
-        ("scores", pa.map_(pa.string(), pa.float64())),
-        ("meta", pa.string()),  # JSON object
-    ]
-)
-REMOVED_SCHEMA = DOC_SCHEMA.append(pa.field("stage", pa.string())).append(pa.field("reason", pa.string()))
-
+from tokenmill.doc import DOC_SCHEMA, REMOVED_SCHEMA, Doc, doc_to_row, row_to_doc  # noqa: F401
 
 def fs_and_path(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, path = fsspec.core.url_to_fs(url)
@@ -97,31 +77,15 @@ def sha256_file(url: str) -> str:
     return h.hexdigest()
 
 
-def _doc_row(d: Doc) -> dict:
-    return {
-        "id": d.id,
-        "url": d.url,
-        "text": d.text,
-        "language": d.language,
-        "language_score": d.language_score,
-        "source": d.source,
-        "source_offset": d.source_offset,
-        "warc_record_id": d.warc_record_id,
-        "warc_date": d.warc_date,
-        "scores": list(d.scores.items()) if d.scores else None,
-        "meta": json.dumps(d.meta, ensure_ascii=False, default=str) if d.meta else None,
-    }
-
-
 def write_docs(url: str, docs: Iterable[Doc], removed: Iterable[tuple[Doc, str, str]] | None = None,
                batch_rows: int = 2048) -> int:
     """Write documents (or, with `removed`, (doc, stage, reason) triples) atomically, streaming
     in row groups of `batch_rows`. Returns the file's size in bytes."""
     if removed is not None:
-        rows = ({**_doc_row(d), "stage": s, "reason": r} for d, s, r in removed)
+        rows = ({**doc_to_row(d), "stage": s, "reason": r} for d, s, r in removed)
         schema = REMOVED_SCHEMA
     else:
-        rows = (_doc_row(d) for d in docs)
+        rows = (doc_to_row(d) for d in docs)
         schema = DOC_SCHEMA
     with atomic_write(url) as f:
         with pq.ParquetWriter(f, schema, compression="zstd") as writer:
@@ -131,25 +95,24 @@ def write_docs(url: str, docs: Iterable[Doc], removed: Iterable[tuple[Doc, str, 
                 if len(batch) >= batch_rows:
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                     batch = []
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            if batch:  # no empty row group: some readers (HF datasets) take its size 0 as a batch size
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
     fs, path = fs_and_path(url)
     return fs.size(path)
 
 
-def row_to_doc(row: dict) -> Doc:
-    return Doc(
-        id=row["id"],
-        text=row.get("text"),
-        url=row.get("url"),
-        source=row.get("source"),
-        source_offset=row.get("source_offset"),
-        warc_record_id=row.get("warc_record_id"),
-        warc_date=row.get("warc_date"),
-        language=row.get("language"),
-        language_score=row.get("language_score"),
-        scores=dict(row["scores"]) if row.get("scores") else {},
-        meta=json.loads(row["meta"]) if row.get("meta") else {},
-    )
+def read_table(url: str, columns: list[str] | None = None) -> pa.Table:
+    """A whole Parquet file (local path or fsspec URL), optionally only some columns."""
+    fs, path = fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns)
+
+
+def num_rows(url: str) -> int:
+    """Rows of a Parquet file, from its footer alone."""
+    fs, path = fs_and_path(url)
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def read_docs(url: str, batch_size: int = 1024) -> Iterator[Doc]:

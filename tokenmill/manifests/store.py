@@ -17,7 +17,7 @@ TASK_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),  # the invocation that ran this attempt
         ("step", pa.int32()),  # position of the step in the plan
-        ("step_name", pa.string()),  # e.g. "ingest+extract+language+quality" or "dedup.buckets"
+        ("step_name", pa.string()),  # the step's parts, e.g. "ingest+extract+language+quality" or "dedup"
         ("step_hash", pa.string()),  # hash of the step's stage configs and everything upstream
         ("task_id", pa.string()),
         ("shard", pa.int32()),  # shard index (or sub-task index of a global step)
@@ -50,7 +50,7 @@ RUN_SCHEMA = pa.schema(
         ("config", pa.string()),  # resolved config (JSON), every default filled in
         ("config_hash", pa.string()),
         ("config_file", pa.string()),
-        ("steps", pa.string()),  # JSON list of {step, name, hash, stages}
+        ("steps", pa.string()),  # JSON list of {step, name, kind, hash}
         ("versions", pa.string()),  # JSON: python and package versions
         ("executor", pa.string()),
         ("tasks_done", pa.int64()),
@@ -99,9 +99,7 @@ def _read_dir(url: str, schema: pa.Schema) -> pa.Table:
         return schema.empty_table()
     tables = []
     for f in files:
-        fs, path = storage.fs_and_path(f)
-        with fs.open(path, "rb") as fh:
-            tables.append(pq.read_table(fh))
+        tables.append(storage.read_table(f))
     return pa.concat_tables(tables, promote_options="default")
 
 

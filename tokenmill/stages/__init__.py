@@ -15,12 +15,12 @@ REGISTRY: dict[str, str] = {
     "tokenize": "tokenmill.stages.tokenize:TokenizeStage",
 }
 
-# Every stage the recipe knows, in FineWeb's order; those not in REGISTRY are not built yet.
-PIPELINE_ORDER = ["url_filter", "extract", "language", "quality", "dedup", "pii", "tokenize"]
+# Every stage, in the order the recipe runs them (FineWeb's).
+PIPELINE_ORDER = list(REGISTRY)
 
 
 def available() -> list[str]:
-    return [s for s in PIPELINE_ORDER if s in REGISTRY]
+    return list(PIPELINE_ORDER)
 
 
 def stage_class(name: str):

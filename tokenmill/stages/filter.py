@@ -3,8 +3,8 @@
 In: documents; out: the kept documents, every drop counted under its reason (the base class
 collects dropped documents for `removed/<stage>/`). Heavy state is loaded in `setup()`, once
 per worker: the UT1 domain hashes (~2.5 s, 36 MB), lid.176 (~25 ms), spaCy blank pipelines
-(per language, on first use). Measured on one core over 561 real pages (mean 4.4 kB):
-url_filter ~5,800 docs/s, language ~690 docs/s, quality ~77 docs/s, pii ~880 docs/s.
+(per language, on first use). Each stage's seconds per task are in the manifest
+(`stage_seconds`); `tokenmill inspect RUN` sums them.
 
 | stage       | class           | config            | order in FineWeb's recipe |
 |-------------|-----------------|-------------------|---------------------------|

@@ -22,25 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokenmill import storage
-from tokenmill.tokenize.shards import ShardError, doc_bounds, open_tokens, read_header, read_index
-
-MANIFEST = "manifest.parquet"
-TOKENIZER = "tokenizer.json"
-MANIFEST_SCHEMA = pa.schema(
-    [
-        ("shard", pa.string()),  # file name inside the tokens directory
-        ("split", pa.string()),  # train | val
-        ("index", pa.int32()),  # shard number within its split
-        ("tokens", pa.int64()),  # BOS tokens included
-        ("documents", pa.int64()),
-        ("text_bytes", pa.int64()),  # UTF-8 bytes of the documents' text (for bits per byte)
-        ("dtype", pa.string()),  # uint16 | uint32
-        ("vocab_size", pa.int64()),
-        ("bos_id", pa.int64()),
-        ("tokenizer_sha256", pa.string()),
-        ("sha256", pa.string()),  # of the whole .bin file
-    ]
+from tokenmill.tokenize.shards import (  # noqa: F401 (MANIFEST* re-exported)
+    MANIFEST, MANIFEST_SCHEMA, TOKENIZER, ShardError, doc_bounds, open_tokens, read_header, read_index,
 )
+
 
 
 class TokenShards:

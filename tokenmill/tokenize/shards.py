@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from tokenmill import storage
@@ -25,7 +26,26 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 MAGIC_U16, VERSION_U16 = 20240520, 1
 MAGIC_U32, VERSION_U32 = 20240801, 7
-MAX_U16_VOCAB = 65_535  # the issue's rule: larger vocabularies use uint32 tokens
+MAX_U16_VOCAB = 65_535  # larger vocabularies use uint32 tokens
+
+# tokens/manifest.parquet: one row per shard, written last (its existence means the tokens are complete)
+MANIFEST = "manifest.parquet"
+TOKENIZER = "tokenizer.json"
+MANIFEST_SCHEMA = pa.schema(
+    [
+        ("shard", pa.string()),  # file name inside the tokens directory
+        ("split", pa.string()),  # train | val
+        ("index", pa.int32()),  # shard number within its split
+        ("tokens", pa.int64()),  # BOS tokens included
+        ("documents", pa.int64()),
+        ("text_bytes", pa.int64()),  # UTF-8 bytes of the documents' text (for bits per byte)
+        ("dtype", pa.string()),  # uint16 | uint32
+        ("vocab_size", pa.int64()),
+        ("bos_id", pa.int64()),
+        ("tokenizer_sha256", pa.string()),
+        ("sha256", pa.string()),  # of the whole .bin file
+    ]
+)
 
 
 class ShardError(ValueError):

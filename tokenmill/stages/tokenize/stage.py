@@ -10,7 +10,7 @@ A global stage (it runs on the driver once the documents are final) that fans ou
     4 manifest   tokens/manifest.parquet, written last: its existence means the tokens are complete
 
 In: `job.inputs`, Parquet documents, one file per shard. Out: the files above (see
-tokenmill/tokenize/shards.py for the format). Task bodies live in tokenmill/tokenize/build.py.
+tokenmill/tokenize/shards.py for the format). Task bodies live in tasks.py beside this file.
 Measured: bench/tokenize_speed.py (stage vs raw encode_batch on the same text).
 """
 
@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from tokenmill import storage
 from tokenmill.stages.base import GlobalJob, GlobalStage
-from tokenmill.tokenize import build
-from tokenmill.tokenize.reader import MANIFEST, MANIFEST_SCHEMA, TOKENIZER
+from tokenmill.stages.tokenize import tasks as build
+from tokenmill.tokenize.shards import MANIFEST, MANIFEST_SCHEMA, TOKENIZER
 from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,7 @@ finds them (the brute-force ground truth in shared/data/neardup uses the same wo
 Speed: a batch of texts is hashed at once with numpy (lowercase → UTF-32 code points →
 word mask from a lookup table → polynomial prefix hashes → one uint64 per word → one uint64
 per shingle), then all permutations are applied as multiply-add hashing mod 2^64 in
-cache-sized blocks. Measured (bench/minhash_speed.py, one core): 1,622 docs/s on ~700-word
-articles vs 85 for datasketch's MinHash.update per shingle (19x); 18,638 vs 339 on 100-word
-documents (55x).
+cache-sized blocks. Speed against datasketch: bench/minhash_speed.py (figures in the README).
 
 The i-th permutation is h_i(x) = ((a_i * x + b_i) mod 2^64) >> 32 with a_i odd, x the
 shingle's 64-bit hash; the signature keeps min_x h_i(x). P[sig_a[i] == sig_b[i]] ≈ Jaccard.
@@ -189,9 +187,8 @@ class MinHasher:
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(D, bands) uint64 keys: band i of two docs equal ⇔ their rows [i*r, (i+1)*r) are equal
     (up to 64-bit hash collisions). The band index is mixed in, so keys of different bands differ."""
-    assert sigs.shape[1] >= bands * rows, (
-        f"signatures have {sigs.shape[1]} values, bands*rows needs {bands * rows}"
-    )
+    if sigs.shape[1] < bands * rows:
+        raise ValueError(f"signatures have {sigs.shape[1]} values, bands*rows needs {bands * rows}")
     out = np.empty((sigs.shape[0], bands), _U64)
     for i in range(bands):
         h = np.full(sigs.shape[0], (0x51ED270B27ACB3D5 * (i + 1)) & 0xFFFFFFFFFFFFFFFF, _U64)

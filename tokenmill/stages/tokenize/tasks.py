@@ -1,7 +1,7 @@
 """The task bodies of the tokenize stage: sample, train, encode, write shards.
 
 Each function is module-level (pickled to Ray workers) and takes plain arguments; outputs are
-written under temporary names and renamed. The flow (orchestrated in stages/tokenize.py):
+written under temporary names and renamed. The flow (orchestrated in stage.py):
 
     sample_shard   per input shard: its documents with the smallest sample keys, up to a byte budget
     train_tokenizer one task: byte-level BPE on all samples (in key order) → tokens/tokenizer.json
@@ -90,9 +90,7 @@ def train_tokenizer(sample_paths: list[str], vocab_size: int, special_tokens: tu
     """Train on every sampled text, merged in (key, text) order, and write tokenizer.json."""
     tables = []
     for p in sample_paths:
-        fs, path = storage.fs_and_path(p)
-        with fs.open(path, "rb") as f:
-            tables.append(pq.read_table(f))
+        tables.append(storage.read_table(p))
     table = pa.concat_tables(tables) if tables else pa.table({"key": pa.array([], pa.uint64()),
                                                               "text": pa.array([], pa.string())})
     rows = sorted(zip(table["key"].to_pylist(), table["text"].to_pylist()))

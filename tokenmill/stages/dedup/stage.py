@@ -5,20 +5,18 @@ drops each listed document as "exact_duplicate" (same lowercased word sequence a
 representative) or "near_duplicate", writing `meta["dedup"] = {"rep_id", "cluster_size"}`.
 
 Steps, each a fan-out through `job.run_tasks` (the driver holds only counts):
-  1. signatures   per shard: word n-gram MinHash (minhash.py), exact key → workdir/sig/
+  1. signatures   per shard: word n-gram MinHash (signatures.py), exact key → workdir/sig/
   2. against      earlier runs: their RUN/dedup/signatures/ (or, absent, computed from RUN/docs)
-  3. bands        per source: band keys (+ the exact key) partitioned by hash → workdir/bands/
-  4. pairs        per partition: shared keys → candidate pairs, verified by sketch Jaccard
-  5. components   Large-Star/Small-Star rounds over node-partitioned edge files (dedup_cc.py)
-  6. resolve, finalize: cluster sizes, representatives → workdir/drop_lists/{shard:05d}.parquet
+  3. bands        per source: band keys (+ the exact key) partitioned by hash → workdir/bands/ (lsh.py)
+  4. pairs        per partition: shared keys → candidate pairs, verified by sketch Jaccard (lsh.py)
+  5. components   Large-Star/Small-Star rounds over node-partitioned edge files (components.py)
+  6. resolve, finalize: cluster sizes, representatives → workdir/drop_lists/{shard:05d}.parquet (resolve.py)
 Survivor of a cluster: a document of an earlier run, else the earliest warc_date (by day;
 `keep="latest"`: the latest), then input order (shard, row). Same for any worker or partition
 count. Kept signatures persist in RUN/dedup/signatures/part-{shard:05d}.parquet (columns id,
 warc_date, exact, sig, word_count; parameters in the Parquet metadata) for later runs.
-Measured: neardup set (bench/dedup_quality.py) recall 1.0, precision 1.0 with the defaults
-(datasketch MinHashLSH(0.8): 0.94, 1.0); over seeds 1-8, 14x8 gives recall 0.96-1.0 and 20x5
-gives 1.0. 1M short documents on 2 cores (bench/dedup_scale.py): 112 s, ~8,900 docs/s,
-peak <= 312 MB per task at 250k and at 1M documents.
+Quality against brute-force ground truth: bench/dedup_quality.py; speed and per-task memory at
+1M documents: bench/dedup_scale.py (figures in the README's benchmark table).
 """
 
 from __future__ import annotations
@@ -28,18 +26,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import pyarrow.parquet as pq
 
 from tokenmill import storage
 from tokenmill.doc import Doc
 from tokenmill.stages.base import GlobalJob, GlobalStage, StageContext
-from tokenmill.stages.dedup_cc import (
-    finalize_task, labels_task, large_star_task, resolve_task, small_star_task,
-)
-from tokenmill.stages.dedup_tasks import (
-    bands_task, pairs_task, read_signatures, sig_params, signatures_task,
-)
-from tokenmill.stages.minhash import MinHasher, lsh_params
+from tokenmill.stages.dedup.components import labels_task, large_star_task, small_star_task
+from tokenmill.stages.dedup.lsh import bands_task, pairs_task
+from tokenmill.stages.dedup.minhash import MinHasher, lsh_params
+from tokenmill.stages.dedup.resolve import finalize_task, resolve_task
+from tokenmill.stages.dedup.signatures import read_signatures, sig_params, signatures_task
 
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 64  # Large/Small-Star rounds are O(log² n); measured: 13 for a shuffled 30,000-node path
@@ -109,7 +104,7 @@ class DedupStage(GlobalStage):
                       [(src, out, hasher) for src, out in zip(job.inputs, sig_urls)])
         against = self._against_sources(job, hasher)
         sources = [(u, i, True) for i, u in enumerate(sig_urls)] + [(u, i, False) for i, u in enumerate(against)]
-        total = sum(_num_rows(u) for u, _, _ in sources)
+        total = sum(storage.num_rows(u) for u, _, _ in sources)
         parts = cfg.partitions or max(1, math.ceil(total * (bands + cfg.exact) / 1_000_000))
         job.run_tasks("dedup.bands", bands_task, [
             (u, i, new, storage.join(w, "bands"), parts, bands, rows, num_perm, cfg.exact, cfg.keep == "latest")
@@ -154,7 +149,8 @@ class DedupStage(GlobalStage):
                 urls.extend(persisted)
                 continue
             docs = storage.glob(storage.join(run, "docs", "part-*.parquet"))
-            assert docs or persisted, f"dedup.against: no {run}/docs/part-*.parquet; is {run} a finished run?"
+            if not (docs or persisted):
+                raise ValueError(f"dedup.against: no {run}/docs/part-*.parquet; is {run} a finished run?")
             for d in docs:
                 out = storage.join(job.workdir, "against", f"a{len(urls) + len(todo):05d}.parquet")
                 todo.append((d, out, hasher))
@@ -166,10 +162,9 @@ class DedupStage(GlobalStage):
     # ---- per shard: apply ----
     def begin_shard(self, shard: int, workdir: str) -> None:
         url = drop_list_url(workdir, shard)
-        assert storage.exists(url), f"dedup: no drop list {url}; run the dedup global step first"
-        fs, path = storage.fs_and_path(url)
-        with fs.open(path, "rb") as f:
-            t = pq.read_table(f).to_pydict()
+        if not storage.exists(url):
+            raise FileNotFoundError(f"dedup: no drop list {url}; run the dedup global step first")
+        t = storage.read_table(url).to_pydict()
         self._drops = {i: (rep, size, reason) for i, rep, size, reason in
                        zip(t["id"], t["rep_id"], t["cluster_size"], t["reason"])}
 
@@ -185,9 +180,3 @@ class DedupStage(GlobalStage):
 
 def drop_list_url(workdir: str, shard: int) -> str:
     return storage.join(workdir, "drop_lists", f"{shard:05d}.parquet")
-
-
-def _num_rows(url: str) -> int:
-    fs, path = storage.fs_and_path(url)
-    with fs.open(path, "rb") as f:
-        return pq.ParquetFile(f).metadata.num_rows
