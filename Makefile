@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch first: a bare `torch` requirement can pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,train]"
+	# A venv made before fasttext-numpy2-wheel was dropped: it wrote the same `fasttext/` files as
+	# fasttext-predict, so remove it and lay fasttext-predict's files again (.ci/run checks the result).
+	if $(BIN)/pip show -q fasttext-numpy2-wheel 2>/dev/null; then \
+	  $(BIN)/pip uninstall -y -q fasttext-numpy2-wheel && $(BIN)/pip install --quiet --force-reinstall --no-deps fasttext-predict; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

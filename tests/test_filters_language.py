@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tokenmill.doc import Doc
+from tokenmill.filters import language as lang_mod
 from tokenmill.filters.language import LanguageConfig, LanguageFilter, canonical_code, normalize_for_lid
 from tokenmill.stages.base import StageContext
 from tokenmill.stages.filter import LanguageStage
@@ -83,7 +84,7 @@ def test_shared_set_ours_not_worse_than_bare_model(shared_data):
     filt = LanguageFilter(LanguageConfig(languages="all"))
     filt.setup()
     rows = [json.loads(line) for line in open(shared_data / "langid" / "docs.jsonl")]
-    labels = {lab.removeprefix("__label__") for lab in filt.model.get_labels()}
+    labels = lang_mod.model_labels()
     rows = [r for r in rows if canonical_code(r["lang"]) in labels]
     ours = bare = 0
     for r in rows:
@@ -94,3 +95,39 @@ def test_shared_set_ours_not_worse_than_bare_model(shared_data):
     assert len(rows) == 1625
     assert bare / len(rows) == pytest.approx(0.937, abs=0.002)
     assert ours >= bare, f"ours {ours / len(rows):.4f} < bare {bare / len(rows):.4f}"
+
+
+def test_fasttext_is_fasttext_predict_alone():
+    """Issue 18: two packages wrote the same `fasttext` module; the predict-only one has no get_labels()."""
+    import fasttext
+
+    assert lang_mod.check_fasttext() == __import__("os").path.realpath(fasttext.__file__)
+    model = lang_mod.load_model()
+    assert not hasattr(model, "get_labels"), "fasttext-predict's model: predict only"
+    filt = LanguageFilter(LanguageConfig(languages=("en", "no")))  # labels checked without get_labels()
+    assert filt.predict(EN)[0] == "en"
+
+
+def test_labels_read_from_the_model_file_are_the_models():
+    labels = lang_mod.model_labels()
+    assert len(labels) == 176 and {"en", "de", "no", "zh"} <= labels
+    # threshold < 0 makes fastText return every label it has, with its probability
+    every, _ = lang_mod.load_model().predict("", k=-1, threshold=-1.0)
+    assert {lab.removeprefix("__label__") for lab in every} == labels
+
+
+def test_a_second_fasttext_package_is_named(monkeypatch):
+    from importlib import metadata
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda name: "0.9.2" if name == "fasttext-numpy2-wheel" else real(name))
+    with pytest.raises(ImportError, match="fasttext-numpy2-wheel 0.9.2.*pip uninstall -y fasttext-numpy2-wheel"):
+        lang_mod.check_fasttext()
+
+
+def test_not_a_fasttext_model_is_named(tmp_path):
+    bad = tmp_path / "lid.ftz"
+    bad.write_bytes(b"\x00" * 200)
+    with pytest.raises(ValueError, match="not a fastText model"):
+        lang_mod.read_fasttext_labels(str(bad))

