@@ -1,57 +1,53 @@
-"""Quality heuristics: Gopher repetition, Gopher quality, C4 and FineWeb rules, FineWeb's thresholds.
+"""Quality heuristics as rule tables: Gopher repetition, Gopher quality, C4 and FineWeb, FineWeb's thresholds.
 
-In: a Doc with `text` (and `language`, set by the language stage). Out: keep, or the name of
-the first rule that failed; every score a family computed is kept on `doc.scores` under a
-dotted name ("gopher_quality.mean_word_length", "fineweb.line_punct_ratio", ...), so
-thresholds can be studied later without recomputing. Families run in FineWeb's order
-(gopher_repetition -> gopher_quality -> c4 -> fineweb) and the first failing family stops
-the document; each family computes all its scores before deciding. Each family and each
-threshold can be switched off (`enabled: false`, a threshold `null`). The rules and
-thresholds are datatrove's (`GopherRepetitionFilter`, `GopherQualityFilter`,
-`C4QualityFilter(filter_no_terminal_punct=False)` as FineWeb ran it, `FineWebQualityFilter`),
-computed with datatrove's helpers (n-gram duplicate counters, punctuation sets, C4's
-citation/policy patterns); a test checks the verdicts equal datatrove's on English text.
-The C4 family edits the text as C4 does (drops lines without enough words, with
-"javascript" or cookie/policy notices, removes "[1]" citations); `c4.lines_removed` counts it.
+In: a Doc with `text` (and `language`, set by the language stage). Out: True (keep) or
+(False, reason) naming the first rule that failed; C4 may shorten `doc.text` (below). Every
+score a family computed is kept on `doc.scores` under a dotted name
+("gopher_quality.mean_word_length", "fineweb.line_punct_ratio", ...), also when its rule is
+off, so thresholds can be studied later without recomputing.
 
-Language (`doc.language`, else `default_language`) decides word splitting and stop words;
-one splitter per language, cached per process:
-  - spaced languages: datatrove's tokenizer for the language (spaCy blank pipeline, no
-    model download), or spaCy's multilingual "xx" tokenizer when none is installed;
-  - Gopher stop words: English uses Gopher's 8 ("the", "be", "to", "of", "and", "that",
-    "have", "with"); other languages use spaCy's stop-word list for that language (German:
-    543 words), so German pages are not dropped for lacking English stop words; a language
-    without a list skips the rule (no score `gopher_quality.stop_word_count`);
-  - languages written without spaces (zh, ja, th, lo, km, my, bo, yue, wuu): every CJK/Thai/...
-    character is one word (spaCy's Chinese "char" segmentation; jieba/SudachiPy are not
-    installed). So: `mean_word_length` is recorded but not applied (always ~1), the
-    stop-word rule is skipped, C4's `min_words_per_line` and `max_word_length` are skipped
-    (C4 counts whitespace words), sentences are split on terminal punctuation (。！？ ...).
-    Word counts, n-gram repetition and FineWeb's ratios apply unchanged, on characters.
-Measured: of 94 real German pages (shared/data extraction set, trafilatura text), 68 are kept
-with German word splitting and stop words, 2 when judged as English (63 "too_few_stop_words").
-Measured on 187 real pages (trafilatura text of shared/data extraction + WARC pages, mean
-4.4 kB): same keep/drop as datatrove's four filters on all 58 English pages; ~77 docs/s
-(0.34 MB/s) on one core, datatrove's filters ~12 docs/s on the same pages (its spaCy calls
-forget the vocabulary after every document, see `_SpacyWords`). Most time is spaCy tokenizing.
+A family is a scorer (text in, its scores out) and a table of `Rule(score, op, limit,
+reason)` rows: drop with `reason` when `scores[score] op config.<limit>`, rows checked in
+order. Families run in FineWeb's order (`FAMILIES`: gopher_repetition -> gopher_quality ->
+c4 -> fineweb); each computes all its scores before deciding, and the first failing family
+stops the document (later families add no scores). A family is switched off with
+`enabled: false`, a rule with its threshold `null`; in the Gopher and C4 families a
+threshold of 0 turns its rule off too (datatrove tests those thresholds by truth), in
+FineWeb's 0 is a threshold. The rules and thresholds are datatrove's
+(`GopherRepetitionFilter`, `GopherQualityFilter`, `C4QualityFilter(filter_no_terminal_punct=
+False)` as FineWeb ran it, `FineWebQualityFilter`), computed with datatrove's helpers (n-gram
+duplicate counters, punctuation sets, C4's citation/policy patterns); a test checks the
+verdicts equal datatrove's on English text.
 
-Longer than 300 lines because the four rule families and their configs belong together:
-one recipe, read top to bottom.
+C4 also edits the text as C4 does: lines without enough words, with "javascript" or a
+cookie/policy notice go, "[1]" citations are removed (`c4.lines_removed` counts the lines);
+a kept document leaves C4 with the edited text, and FineWeb judges that.
+
+Words, sentences and stop words come from `filters/words.py`, per `doc.language` (else
+`default_language`). For languages written without spaces (zh, ja, th, ...) one character is
+one word, so `mean_word_length` is recorded but not judged, the stop-word rule is skipped
+(no stop words, no score), and C4's `min_words_per_line` and `max_word_length` are skipped
+(C4 counts whitespace words); word counts, n-gram repetition and FineWeb's ratios apply
+unchanged, on characters.
+
+Longer than 300 lines because the four families' configs, tables and scorers are one recipe,
+read top to bottom.
 """
+
+# Measured once on trafilatura text of shared/data pages (no bench script holds these yet):
+# 68 of 94 German pages kept with German words and stop words, 2 when judged as English; same
+# keep/drop as datatrove's four filters on all 58 English pages; most of the time is spaCy.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
-
-import regex
+from functools import cached_property, lru_cache
+from typing import Callable, NamedTuple
 
 from tokenmill.doc import Doc
-
-NO_SPACE_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "km", "my", "bo", "yue", "wuu"})
-_NO_SPACE_CHAR = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}"
-_CHAR_WORDS = regex.compile(rf"[{_NO_SPACE_CHAR}]|[^\s{_NO_SPACE_CHAR}]+")
+from tokenmill.filters.words import LanguageTools, language_tools
 
 
 def _check(section: str, obj, fracs=(), positives=()) -> None:
@@ -147,115 +143,102 @@ class QualityConfig:
     default_language: str = "en"  # for documents without `language`
 
 
-@dataclass
-class LanguageTools:
-    """How one language splits words and sentences, and its stop words (None: rule skipped)."""
+class Rule(NamedTuple):
+    """Drop with `reason` when `scores[score] op getattr(rules, limit)` (op: "<" or ">")."""
 
-    language: str
-    no_spaces: bool
-    words: object  # str -> list[str]
-    sentences: object  # str -> list[str]
-    stop_words: frozenset | None
+    score: str
+    op: str
+    limit: str
+    reason: str
 
 
-MAX_SPACY_STRINGS = 200_000  # rebuild past this many strings: ~0.4 kB each with its lexeme (measured), ~90 MB
+class Scored(NamedTuple):
+    """What a family's scorer returns: its scores and what else decides, beside its table."""
+
+    scores: dict
+    skip: frozenset = frozenset()  # scores not judged for this document
+    reason: str | None = None  # a drop decided before the table (C4's line rules, no text left)
+    text: str | None = None  # the edited text (C4)
 
 
-class _SpacyWords:
-    """datatrove's spaCy blank pipeline for a language, called without memory zones.
+class Page:
+    """The text being judged and its language's tools; its words are split once, on first use."""
 
-    datatrove wraps every call in `memory_zone()`, which forgets the vocabulary after each
-    document: measured 15 docs/s on 4.4 kB pages, 70% of it re-creating lexemes. With a warm
-    vocabulary the same tokens come out at ~175 docs/s; the pipeline is rebuilt when its
-    string store passes MAX_SPACY_STRINGS, so memory stays bounded in long-lived workers.
-    """
+    def __init__(self, text: str, tools: LanguageTools):
+        self.text, self.tools = text, tools
 
-    def __init__(self, tok):
-        self.tok = tok  # a datatrove SpaCyTokenizer
-
-    def _nlp(self, text: str):
-        nlp = self.tok.tokenizer
-        if len(nlp.vocab.strings) > MAX_SPACY_STRINGS:
-            self.tok._tokenizer = None
-            nlp = self.tok.tokenizer
-        nlp.max_length = len(text) + 10
-        return nlp
-
-    def words(self, text: str) -> list[str]:
-        return [w for w in (t.text.strip() for t in self._nlp(text).tokenizer(text)) if w]
-
-    def sentences(self, text: str) -> list[str]:
-        return [s for s in (sent.text.strip() for sent in self._nlp(text)(text).sents) if s]
+    @cached_property
+    def words(self) -> list[str]:
+        return self.tools.words(self.text)
 
 
-@lru_cache(maxsize=None)
-def language_tools(language: str) -> LanguageTools:
-    """Built once per language per process (a spaCy blank pipeline: ~0.3 s the first time)."""
-    from datatrove.pipeline.filters.gopher_quality_filter import STOP_WORDS
-    from datatrove.utils.word_tokenizers import SpaCyTokenizer, WhitespaceTokenizer, load_word_tokenizer
-
-    lang = (language or "en").lower()
-    regex_sentences = WhitespaceTokenizer().sent_tokenize  # terminal punctuation incl. 。！？
-    if lang in NO_SPACE_LANGUAGES:
-        return LanguageTools(lang, True, _CHAR_WORDS.findall, regex_sentences, None)
-    try:
-        tok = load_word_tokenizer(lang)
-        tok.word_tokenize("probe text.")  # missing optional dependencies fail here, not mid-run
-    except (ImportError, ValueError, OSError, KeyError):
-        tok = None
-    if not isinstance(tok, SpaCyTokenizer):  # none, or one needing packages we do not ship
-        tok = SpaCyTokenizer("xx")
-    spacy_words = _SpacyWords(tok)
-    words, sentences = spacy_words.words, spacy_words.sentences
-    if lang == "en":
-        stop = frozenset(STOP_WORDS)
-    else:
-        try:
-            import spacy.util
-
-            stop = frozenset(spacy.util.get_lang_class(lang).Defaults.stop_words) or None
-        except (ImportError, KeyError, AttributeError):  # spaCy has no such language
-            stop = None
-    return LanguageTools(lang, False, words, sentences, stop)
+_OPS = {"<": operator.lt, ">": operator.gt}
 
 
-def gopher_repetition(text: str, words: list[str], r: GopherRepetitionRules, scores: dict) -> str | None:
-    from datatrove.pipeline.filters.gopher_repetition_filter import (
-        find_all_duplicate, find_duplicates, find_top_duplicate, get_n_grams)
-
-    n_chars = len(text)
-    paragraphs = re.split(r"\n{2,}", text.strip())
-    dup, dup_chars = find_duplicates(paragraphs)
-    scores["dup_para_frac"], scores["dup_para_char_frac"] = dup / len(paragraphs), dup_chars / n_chars
-    lines = re.split(r"\n+", text)
-    dup, dup_chars = find_duplicates(lines)
-    scores["dup_line_frac"], scores["dup_line_char_frac"] = dup / len(lines), dup_chars / n_chars
-    for n in (2, 3, 4):
-        grams = get_n_grams(words, n)
-        scores[f"top_{n}_gram_frac"] = find_top_duplicate(grams) / n_chars if grams else 0.0
-    for n in range(5, 11):
-        scores[f"dup_{n}_gram_frac"] = find_all_duplicate(words, n) / n_chars
-    checks = [("dup_para_frac", "too_many_duplicate_paragraphs"),
-              ("dup_para_char_frac", "too_many_duplicate_paragraph_chars"),
-              ("dup_line_frac", "too_many_duplicate_lines"),
-              ("dup_line_char_frac", "too_many_duplicate_line_chars")]
-    checks += [(f"top_{n}_gram_frac", f"top_{n}_gram_too_frequent") for n in (2, 3, 4)]
-    checks += [(f"dup_{n}_gram_frac", f"too_many_duplicate_{n}_grams") for n in range(5, 11)]
-    for key, reason in checks:
-        limit = getattr(r, key)
-        if limit and scores[key] > limit:
+def first_failing(table: tuple[Rule, ...], rules, scored: Scored, zero_is_off: bool) -> str | None:
+    """The reason of the first row whose threshold is set and whose score fails it, else None."""
+    for score, op, limit_name, reason in table:
+        limit = getattr(rules, limit_name)
+        if limit is None or (zero_is_off and not limit) or score in scored.skip or score not in scored.scores:
+            continue
+        if _OPS[op](scored.scores[score], limit):
             return reason
     return None
 
 
-def gopher_quality(text: str, words: list[str], tools: LanguageTools, r: GopherQualityRules,
-                   scores: dict) -> str | None:
+GOPHER_REPETITION = (
+    Rule("dup_para_frac", ">", "dup_para_frac", "too_many_duplicate_paragraphs"),
+    Rule("dup_para_char_frac", ">", "dup_para_char_frac", "too_many_duplicate_paragraph_chars"),
+    Rule("dup_line_frac", ">", "dup_line_frac", "too_many_duplicate_lines"),
+    Rule("dup_line_char_frac", ">", "dup_line_char_frac", "too_many_duplicate_line_chars"),
+    *(Rule(f"top_{n}_gram_frac", ">", f"top_{n}_gram_frac", f"top_{n}_gram_too_frequent") for n in (2, 3, 4)),
+    *(Rule(f"dup_{n}_gram_frac", ">", f"dup_{n}_gram_frac", f"too_many_duplicate_{n}_grams") for n in range(5, 11)),
+)
+
+
+def gopher_repetition_scores(page: Page, r: GopherRepetitionRules) -> Scored:
+    """Duplicate paragraphs, lines and word n-grams, as fractions of the document (chars or count)."""
+    from datatrove.pipeline.filters.gopher_repetition_filter import (
+        find_all_duplicate, find_duplicates, find_top_duplicate, get_n_grams)
+
+    text, words, s = page.text, page.words, {}
+    n_chars = len(text)
+    paragraphs = re.split(r"\n{2,}", text.strip())
+    dup, dup_chars = find_duplicates(paragraphs)
+    s["dup_para_frac"], s["dup_para_char_frac"] = dup / len(paragraphs), dup_chars / n_chars
+    lines = re.split(r"\n+", text)
+    dup, dup_chars = find_duplicates(lines)
+    s["dup_line_frac"], s["dup_line_char_frac"] = dup / len(lines), dup_chars / n_chars
+    for n in (2, 3, 4):
+        grams = get_n_grams(words, n)
+        s[f"top_{n}_gram_frac"] = find_top_duplicate(grams) / n_chars if grams else 0.0
+    for n in range(5, 11):
+        s[f"dup_{n}_gram_frac"] = find_all_duplicate(words, n) / n_chars
+    return Scored(s)
+
+
+GOPHER_QUALITY = (
+    Rule("word_count", "<", "min_doc_words", "too_few_words"),
+    Rule("word_count", ">", "max_doc_words", "too_many_words"),
+    Rule("mean_word_length", "<", "min_avg_word_length", "mean_word_length_too_short"),
+    Rule("mean_word_length", ">", "max_avg_word_length", "mean_word_length_too_long"),
+    Rule("hash_word_ratio", ">", "max_symbol_word_ratio", "too_many_hashes"),
+    Rule("ellipsis_word_ratio", ">", "max_symbol_word_ratio", "too_many_ellipses"),
+    Rule("bullet_line_ratio", ">", "max_bullet_lines_ratio", "too_many_bullet_lines"),
+    Rule("ellipsis_line_ratio", ">", "max_ellipsis_lines_ratio", "too_many_lines_ending_in_ellipsis"),
+    Rule("alpha_word_ratio", "<", "min_alpha_words_ratio", "too_few_alphabetic_words"),
+    Rule("stop_word_count", "<", "min_stop_words", "too_few_stop_words"),  # no list, no score: skipped
+)
+
+
+def gopher_quality_scores(page: Page, r: GopherQualityRules) -> Scored:
+    """Word counts and lengths, symbol, bullet and ellipsis ratios, alphabetic words, stop words."""
     from datatrove.utils.text import PUNCTUATION_SET
 
+    text, words, s = page.text, page.words, {}
     n_words = max(1, len(words))
     content = [w for w in words if any(ch not in PUNCTUATION_SET for ch in w)]
     lines = text.splitlines() or [""]
-    s = scores
     s["word_count"] = len(content)
     s["mean_word_length"] = sum(map(len, content)) / len(content) if content else 0.0
     s["hash_word_ratio"] = text.count("#") / n_words
@@ -263,42 +246,38 @@ def gopher_quality(text: str, words: list[str], tools: LanguageTools, r: GopherQ
     s["bullet_line_ratio"] = sum(ln.lstrip().startswith(("•", "-")) for ln in lines) / len(lines)
     s["ellipsis_line_ratio"] = sum(ln.rstrip().endswith(("...", "…")) for ln in lines) / len(lines)
     s["alpha_word_ratio"] = sum(any(c.isalpha() for c in w) for w in words) / n_words
-    if tools.stop_words is not None:
-        lowered = {w.lower() for w in words} if tools.language != "en" else set(words)
-        s["stop_word_count"] = len(tools.stop_words & lowered)
-    if r.min_doc_words and s["word_count"] < r.min_doc_words:
-        return "too_few_words"
-    if r.max_doc_words and s["word_count"] > r.max_doc_words:
-        return "too_many_words"
-    if not tools.no_spaces:  # one character per "word" in zh/ja/th: mean length is meaningless
-        if r.min_avg_word_length and s["mean_word_length"] < r.min_avg_word_length:
-            return "mean_word_length_too_short"
-        if r.max_avg_word_length and s["mean_word_length"] > r.max_avg_word_length:
-            return "mean_word_length_too_long"
-    if r.max_symbol_word_ratio and s["hash_word_ratio"] > r.max_symbol_word_ratio:
-        return "too_many_hashes"
-    if r.max_symbol_word_ratio and s["ellipsis_word_ratio"] > r.max_symbol_word_ratio:
-        return "too_many_ellipses"
-    if r.max_bullet_lines_ratio and s["bullet_line_ratio"] > r.max_bullet_lines_ratio:
-        return "too_many_bullet_lines"
-    if r.max_ellipsis_lines_ratio and s["ellipsis_line_ratio"] > r.max_ellipsis_lines_ratio:
-        return "too_many_lines_ending_in_ellipsis"
-    if r.min_alpha_words_ratio and s["alpha_word_ratio"] < r.min_alpha_words_ratio:
-        return "too_few_alphabetic_words"
-    if r.min_stop_words and "stop_word_count" in s and s["stop_word_count"] < r.min_stop_words:
-        return "too_few_stop_words"
-    return None
+    if (stop := page.tools.stop_word_count(words)) is not None:
+        s["stop_word_count"] = stop
+    # one character per "word" in zh/ja/th: mean length is meaningless
+    return Scored(s, skip=frozenset({"mean_word_length"}) if page.tools.no_spaces else frozenset())
 
 
-def c4_lines(text: str, tools: LanguageTools, r: C4Rules, scores: dict) -> tuple[str | None, str]:
-    """C4's line rules. Returns (reason or None, the text with the failing lines removed)."""
-    from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
+C4 = (Rule("sentence_count", "<", "min_num_sentences", "too_few_sentences"),)
 
-    kept, n_sentences, n_lines = [], 0, 0
-    check_words = not tools.no_spaces  # whitespace words mean nothing in zh/ja/th
-    reason = None
-    for line in text.splitlines():
-        n_lines += 1
+
+@lru_cache(maxsize=None)
+def c4_line_rules() -> tuple:
+    """C4's substring rules on a kept line, in C4's order: (switch, substrings of the lowercased
+    line, None: the line goes | a reason: the document goes, unless an earlier line gave one)."""
+    from datatrove.pipeline.filters.c4_filters import POLICY_SUBSTRINGS
+
+    return (("filter_lorem_ipsum", ("lorem ipsum",), "contains_lorem_ipsum"),
+            ("filter_javascript", ("javascript",), None),
+            ("filter_curly_bracket", ("{",), "contains_curly_bracket"),
+            ("filter_policy", tuple(POLICY_SUBSTRINGS), None))
+
+
+def c4_scores(page: Page, r: C4Rules) -> Scored:
+    """C4's line pass: sentences in the kept lines, lines removed, a line rule's reason, the edited text.
+
+    Sentences are split only when `min_num_sentences` is set; otherwise each kept line counts one.
+    """
+    from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION
+
+    kept, n_sentences, reason = [], 0, None
+    check_words = not page.tools.no_spaces  # whitespace words mean nothing in zh/ja/th
+    lines = page.text.splitlines()
+    for line in lines:
         line = line.strip()
         words = line.split()
         if check_words and r.max_word_length and any(len(w) > r.max_word_length for w in words):
@@ -312,47 +291,51 @@ def c4_lines(text: str, tools: LanguageTools, r: C4Rules, scores: dict) -> tuple
         if not line:
             continue
         lower = line.lower()
-        if r.filter_lorem_ipsum and "lorem ipsum" in lower:
-            reason = reason or "contains_lorem_ipsum"
-        if r.filter_javascript and "javascript" in lower:
-            continue
-        if r.filter_curly_bracket and "{" in line:
-            reason = reason or "contains_curly_bracket"
-        if r.filter_policy and any(p in lower for p in POLICY_SUBSTRINGS):
-            continue
-        n_sentences += len(tools.sentences(line)) if r.min_num_sentences else 1
-        kept.append(line)
-    scores["sentence_count"] = n_sentences
-    scores["lines_removed"] = n_lines - len(kept)
-    if reason is None and r.min_num_sentences and n_sentences < r.min_num_sentences:
-        reason = "too_few_sentences"
-    return reason, "\n".join(kept).strip()
+        for switch, substrings, doc_reason in c4_line_rules():
+            if getattr(r, switch) and any(sub in lower for sub in substrings):
+                if doc_reason is None:
+                    break  # the line goes
+                reason = reason or doc_reason
+        else:
+            n_sentences += len(page.tools.sentences(line)) if r.min_num_sentences else 1
+            kept.append(line)
+    return Scored({"sentence_count": n_sentences, "lines_removed": len(lines) - len(kept)},
+                  reason=reason, text="\n".join(kept).strip())
 
 
-def fineweb(text: str, tools: LanguageTools, r: FineWebRules, scores: dict) -> str | None:
+FINEWEB = (
+    Rule("line_punct_ratio", "<", "line_punct_thr", "too_few_lines_ending_in_punctuation"),
+    Rule("short_line_ratio", ">", "short_line_thr", "too_many_short_lines"),
+    Rule("char_dup_ratio", ">", "char_duplicates_ratio", "too_much_text_in_duplicate_lines"),
+    Rule("list_ratio", ">", "new_line_ratio", "too_many_newlines_per_word"),
+)
+
+
+def fineweb_scores(page: Page, r: FineWebRules) -> Scored:
+    """Lines ending in punctuation, short lines, text in duplicate lines, newlines per word."""
     from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
     from datatrove.utils.text import TERMINAL_PUNCTUATION
 
+    text, s = page.text, {}
     lines = [ln for ln in text.split("\n") if ln.strip()]
     if not lines:
-        return "no_text"
+        return Scored(s, reason="no_text")
     stop_chars = tuple(TERMINAL_PUNCTUATION)
-    s = scores
     s["line_punct_ratio"] = sum(ln.endswith(stop_chars) for ln in lines) / len(lines)
     s["short_line_ratio"] = sum(len(ln) <= r.short_line_length for ln in lines) / len(lines)
     s["char_dup_ratio"] = find_duplicates(lines)[1] / max(1, len(text.replace("\n", "")))
-    s["list_ratio"] = text.count("\n") / max(1, len(tools.words(text)))
-    if r.line_punct_thr is not None and s["line_punct_ratio"] < r.line_punct_thr and not (
-        s["line_punct_ratio"] == 0 and r.line_punct_exclude_zero
-    ):
-        return "too_few_lines_ending_in_punctuation"
-    if r.short_line_thr is not None and s["short_line_ratio"] > r.short_line_thr:
-        return "too_many_short_lines"
-    if r.char_duplicates_ratio is not None and s["char_dup_ratio"] > r.char_duplicates_ratio:
-        return "too_much_text_in_duplicate_lines"
-    if r.new_line_ratio is not None and s["list_ratio"] > r.new_line_ratio:
-        return "too_many_newlines_per_word"
-    return None
+    s["list_ratio"] = text.count("\n") / max(1, len(page.words))
+    no_punct_allowed = r.line_punct_exclude_zero and s["line_punct_ratio"] == 0
+    return Scored(s, skip=frozenset({"line_punct_ratio"}) if no_punct_allowed else frozenset())
+
+
+# FineWeb's order: (config field and score prefix, scorer, table, a 0 threshold turns a rule off)
+FAMILIES: tuple[tuple[str, Callable[..., Scored], tuple[Rule, ...], bool], ...] = (
+    ("gopher_repetition", gopher_repetition_scores, GOPHER_REPETITION, True),
+    ("gopher_quality", gopher_quality_scores, GOPHER_QUALITY, True),
+    ("c4", c4_scores, C4, True),
+    ("fineweb", fineweb_scores, FINEWEB, False),
+)
 
 
 class QualityFilter:
@@ -361,41 +344,25 @@ class QualityFilter:
     name = "quality"
 
     def __init__(self, config: QualityConfig | None = None):
-        self.config = config = config if config is not None else QualityConfig()
+        self.config = config if config is not None else QualityConfig()
 
     def setup(self) -> None:
         language_tools(self.config.default_language)  # fail early on a bad default
 
     def filter(self, doc: Doc) -> bool | tuple[bool, str]:
-        cfg = self.config
-        text = doc.text
-        if not text or not text.strip():
+        if not doc.text or not doc.text.strip():
             return False, "no_text"
-        tools = language_tools(doc.language or cfg.default_language)
-        words = tools.words(text) if cfg.gopher_repetition.enabled or cfg.gopher_quality.enabled else []
-
-        def record(family: str, scores: dict) -> None:
-            doc.scores.update({f"{family}.{k}": float(v) for k, v in scores.items()})
-
-        if cfg.gopher_repetition.enabled:
-            reason = gopher_repetition(text, words, cfg.gopher_repetition, scores := {})
-            record("gopher_repetition", scores)
+        page = Page(doc.text, language_tools(doc.language or self.config.default_language))
+        for family, score, table, zero_is_off in FAMILIES:
+            rules = getattr(self.config, family)
+            if not rules.enabled:
+                continue
+            scored = score(page, rules)
+            doc.scores.update({f"{family}.{k}": float(v) for k, v in scored.scores.items()})
+            reason = scored.reason or first_failing(table, rules, scored, zero_is_off)
             if reason:
                 return False, reason
-        if cfg.gopher_quality.enabled:
-            reason = gopher_quality(text, words, tools, cfg.gopher_quality, scores := {})
-            record("gopher_quality", scores)
-            if reason:
-                return False, reason
-        if cfg.c4.enabled:
-            reason, new_text = c4_lines(text, tools, cfg.c4, scores := {})
-            record("c4", scores)
-            if reason:
-                return False, reason
-            doc.text = text = new_text
-        if cfg.fineweb.enabled:
-            reason = fineweb(text, tools, cfg.fineweb, scores := {})
-            record("fineweb", scores)
-            if reason:
-                return False, reason
+            if scored.text is not None:
+                doc.text = scored.text
+                page = Page(scored.text, page.tools)
         return True
