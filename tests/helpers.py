@@ -61,3 +61,23 @@ def need(module: str):
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+def tokenmill_cli() -> str:
+    """The installed `tokenmill` console script (what users run), beside this Python."""
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).parent / "tokenmill"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: install the project (make setup) so the tokenmill command exists")
+    return str(path)
+
+
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    """Run the tokenmill command as a subprocess; returns CompletedProcess (text, captured)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([tokenmill_cli(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)

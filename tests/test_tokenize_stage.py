@@ -216,7 +216,7 @@ def test_bos_missing_from_user_tokenizer_is_a_clear_error(tmp_path):
 
     path = tmp_path / "t.json"
     train_bpe(["some text"] * 5, 300, special_tokens=("<s>",)).save(str(path))
-    with pytest.raises(AssertionError, match="bos_token"):
+    with pytest.raises(ValueError, match="bos_token"):
         run_stage(tmp_path, make_docs(10), n_parts=1, tokenizer=str(path))
 
 

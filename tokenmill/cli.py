@@ -1,18 +1,21 @@
 """The `tokenmill` command. Thin: parses arguments, calls the library, prints, sets the exit code.
 
-    tokenmill run CONFIG [--executor ray|local] [--workers N] [--ray-address A] [--force]
-    tokenmill inspect RUN
+    tokenmill run CONFIG [--executor ray|local] [--workers N] [--ray-address A] [--force] [--retry-failed]
+    tokenmill inspect RUN [--failed]
+    tokenmill verify RUN
     tokenmill demo [--out DIR] [--executor ray|local] [--no-train]
     tokenmill train pretrain --tokens RUN/tokens [--out CKPT] [--steps N] [--preset tiny|demo|small|gpt2]
     tokenmill train sample --ckpt CKPT --prompt "..."
 
-Exit status: 0 done; 1 a task failed for good (one-line summary on stderr); 2 bad config or usage.
+Exit status: 0 done; 1 the run failed (one-line summary on stderr) or `verify` found a mismatch;
+2 bad config or usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -32,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="YAML pipeline config")
     _add_run_options(p)
     p.add_argument("--force", action="store_true", help="redo steps whose config changed since the last run in this directory")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also retry tasks that failed for good in an earlier run that ended within executor.max_failed_tasks")
 
     p = sub.add_parser("inspect", help="per-stage table of a run directory: tasks, documents, drop reasons")
+    p.add_argument("run_dir")
+    p.add_argument("--failed", action="store_true", help="list only the tasks that failed for good, with their errors")
+
+    p = sub.add_parser("verify", help="check every output of a run against its manifests (checksums, counts)")
     p.add_argument("run_dir")
 
     p = sub.add_parser("demo", help="generate a small crawl, run the default recipe, train a tiny model on it")
@@ -63,7 +72,7 @@ def cmd_run(args) -> int:
         print(f"tokenmill: bad config: {e}", file=sys.stderr)
         return 2
     try:
-        summary = run_pipeline(cfg, force=args.force, progress=not args.no_progress)
+        summary = run_pipeline(cfg, force=args.force, progress=not args.no_progress, retry_failed=args.retry_failed)
     except ConfigChanged as e:
         print(f"tokenmill: {e}", file=sys.stderr)
         return 2
@@ -76,13 +85,30 @@ def cmd_run(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from tokenmill.manifests.inspect import describe
+    from tokenmill.manifests.inspect import describe, describe_failed
 
     try:
-        print(describe(args.run_dir))
+        print(describe_failed(args.run_dir) if args.failed else describe(args.run_dir))
     except FileNotFoundError as e:
         print(f"tokenmill: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from tokenmill.manifests.verify import verify_run
+
+    try:
+        problems = verify_run(args.run_dir)
+    except FileNotFoundError as e:
+        print(f"tokenmill: {e}", file=sys.stderr)
+        return 2
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"tokenmill verify: {len(problems)} problem(s) in {args.run_dir}", file=sys.stderr)
+        return 1
+    print(f"tokenmill verify: {args.run_dir}: every output matches its manifest")
     return 0
 
 
@@ -128,8 +154,40 @@ def main(argv: list[str] | None = None) -> int:
         from tokenmill.train.cli import run_train
 
         return run_train(args)
-    return {"run": cmd_run, "inspect": cmd_inspect, "demo": cmd_demo}[args.command](args)
+    return {"run": cmd_run, "inspect": cmd_inspect, "verify": cmd_verify, "demo": cmd_demo}[args.command](args)
+
+
+def entry() -> None:
+    """The console script: run `main`, then leave without the interpreter's teardown.
+
+    The exit status must be the run's. At interpreter exit, Arrow's native thread pools can be
+    torn down while a thread still runs ("terminate called without an active exception", exit
+    134 — seen in 1 of 6 successful `tokenmill run`s on a 1,000-line JSONL). Everything we own is
+    closed by then (Ray shut down, files renamed, manifests written), so after flushing we exit
+    with os._exit and the status `main` returned; an uncaught error still prints its traceback
+    and exits 1.
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as e:  # argparse: --help (0), usage errors (2)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed or broken pipe: nothing more to say
+            pass
+    os._exit(code if isinstance(code, int) else 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -39,12 +39,19 @@ class ExecutorConfig:
     workers: int | None = None  # parallel tasks at most; None: the cluster's CPUs
     max_attempts: int = 3  # a task that fails this many times fails for good
     keep_removed: bool = True  # write dropped documents to removed/<stage>/
+    # Map tasks that may fail for good before the run fails: a count (0: none), or a fraction of a
+    # step's tasks (0.01: 1%). Their shards are left out of the rest of the run, and said so.
+    max_failed_tasks: int | float = 0
 
     def __post_init__(self):
         if self.workers is not None and self.workers < 1:
             raise ValueError("workers: must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("max_attempts: must be at least 1")
+        limit = self.max_failed_tasks
+        if limit < 0 or (isinstance(limit, float) and limit >= 1):
+            raise ValueError(f"max_failed_tasks: a count of tasks (0, 1, 2 ...) or a fraction of a step's tasks "
+                             f"below 1 (0.01 for 1%), got {limit}")
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import uuid
 from collections.abc import Iterable, Iterator
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,21 +53,88 @@ def remove(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
+TMP_MARK = ".tmp-"  # temporaries are `.<name>.tmp-<random>`: hidden, and not `*.parquet`
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, LocalFileSystem)
+
+
+def temp_name(path: str) -> str:
+    """A temporary beside `path` that dataset readers skip: Arrow, pandas and polars ignore names
+    starting with `.` or `_`, and `*.parquet` / `*.bin` globs (DuckDB) do not match it."""
+    parent, _, name = path.rpartition("/")
+    return f"{parent}/.{name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+
+
 @contextlib.contextmanager
 def atomic_write(url: str, mode: str = "wb"):
-    """Open `url` for writing under a temporary name; rename into place on success."""
+    """Open `url` for writing; the file appears under its name only when complete.
+
+    Local disk: written to a hidden temporary, fsynced, renamed into place, then the directory
+    fsynced, so after a crash or power loss a file that exists is complete. Object stores (s3://,
+    gs://...): rename is copy + delete there, so the final name is written once; an object
+    appears only when its upload completes, and the task's manifest row, written after, is
+    the commit."""
     fs, path = fs_and_path(url)
     parent = path.rsplit("/", 1)[0]
     fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with fs.open(tmp, mode) as f:
+    if not is_local(fs):
+        with fs.open(path, mode) as f:
             yield f
-        fs.mv(tmp, path)
+        return
+    tmp = temp_name(path)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(parent)
     except BaseException:
-        with contextlib.suppress(Exception):
-            fs.rm(tmp)
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise
+
+
+def _fsync_dir(path: str) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_stale_temps(url: str) -> int:
+    """Remove temporaries left under `url` by a process that was killed mid-write (local disks
+    only: object stores never hold them). Returns how many were removed."""
+    fs, path = fs_and_path(url)
+    if not is_local(fs) or not os.path.isdir(path):
+        return 0
+    n = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            if name.startswith(".") and TMP_MARK in name:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(root, name))
+                    n += 1
+    return n
+
+
+def identity(url: str) -> str:
+    """What says a file changed without reading it: size and mtime on local disks; the ETag (or
+    size and last-modified) from an object store's or web server's metadata."""
+    fs, path = fs_and_path(url)
+    if is_local(fs):
+        st = os.stat(path)
+        return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+    info = fs.info(path)
+    for key in ("ETag", "etag", "md5Hash", "crc32c"):
+        if info.get(key):
+            return f"size={info.get('size')};{key}={str(info[key]).strip(chr(34))}"
+    stamp = info.get("LastModified") or info.get("last_modified") or info.get("mtime") or info.get("created")
+    return f"size={info.get('size')};modified={stamp}"
 
 
 def sha256_file(url: str) -> str:

@@ -109,3 +109,16 @@ def describe(run_dir: str) -> str:
         raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
     run, table = stage_table(run_dir)
     return format_table(run, table)
+
+
+def describe_failed(run_dir: str) -> str:
+    """The tasks of the latest run's steps whose last attempt failed, with their errors."""
+    if not storage.exists(storage.join(run_dir, "manifest")):
+        raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
+    run, _ = stage_table(run_dir)
+    failures = run.get("failures") or []
+    if not failures:
+        return f"run {run['run_id']} ({run['status']}): no failed tasks"
+    lines = [f"run {run['run_id']} ({run['status']}): {len(failures)} failed task(s)"]
+    lines += [f"  {f['task_id']}  step {f['step']}  ({', '.join(f['inputs'] or [])}): {f['error']}" for f in failures]
+    return "\n".join(lines)

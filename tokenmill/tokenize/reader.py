@@ -34,16 +34,16 @@ class TokenShards:
     def __init__(self, tokens_dir: str, verify: bool = True):
         self.dir = tokens_dir.rstrip("/")
         mpath = storage.join(self.dir, MANIFEST)
-        assert storage.exists(mpath), (
-            f"no token shards in {self.dir} ({MANIFEST} missing); run `tokenmill run` with the "
-            f"tokenize stage first, or point --tokens at RUN/tokens"
-        )
+        if not storage.exists(mpath):
+            raise ValueError(f"no token shards in {self.dir} ({MANIFEST} missing); run `tokenmill run` with the "
+                             f"tokenize stage first, or point --tokens at RUN/tokens")
         fs, p = storage.fs_and_path(mpath)
         with fs.open(p, "rb") as f:
             raw = f.read()
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
         self.rows: list[dict] = pq.read_table(pa.BufferReader(raw)).to_pylist()
-        assert self.rows, f"{mpath} lists no shards: the run produced no tokens (no documents survived?)"
+        if not self.rows:
+            raise ValueError(f"{mpath} lists no shards: the run produced no tokens (no documents survived?)")
         first = self.rows[0]
         self.vocab_size, self.bos_id = int(first["vocab_size"]), int(first["bos_id"])
         self.tokenizer_sha256 = first["tokenizer_sha256"]
@@ -108,7 +108,6 @@ class TokenShards:
         from tokenmill.tokenize.tokenizer import load_tokenizer, tokenizer_hash
 
         tok = load_tokenizer(storage.join(self.dir, TOKENIZER))
-        assert tokenizer_hash(tok) == self.tokenizer_sha256, (
-            f"{self.dir}/{TOKENIZER} is not the tokenizer these shards were made with"
-        )
+        if tokenizer_hash(tok) != self.tokenizer_sha256:
+            raise ValueError(f"{self.dir}/{TOKENIZER} is not the tokenizer these shards were made with")
         return tok

@@ -54,7 +54,8 @@ class ShardError(ValueError):
 
 def dtype_for_vocab(vocab_size: int) -> np.dtype:
     """uint16 while every id fits (vocab <= 65,535), else uint32."""
-    assert 0 < vocab_size < 2**32, f"vocab size {vocab_size} does not fit uint32 tokens"
+    if not (0 < vocab_size < 2**32):
+        raise ValueError(f"vocab size {vocab_size} does not fit uint32 tokens")
     return np.dtype(np.uint16) if vocab_size <= MAX_U16_VOCAB else np.dtype(np.uint32)
 
 
@@ -66,7 +67,8 @@ def make_header(n_tokens: int, dtype: np.dtype) -> np.ndarray:
         header[0], header[1] = MAGIC_U32, VERSION_U32
     else:
         raise ValueError(f"shard tokens must be uint16 or uint32, not {dtype}")
-    assert n_tokens < 2**31, f"{n_tokens} tokens do not fit the int32 header; lower tokenize.shard_tokens"
+    if n_tokens >= 2**31:
+        raise ValueError(f"{n_tokens} tokens do not fit the int32 header; lower tokenize.shard_tokens")
     header[2] = n_tokens
     return header
 
@@ -87,7 +89,8 @@ def write_shard(path: str, tokens: np.ndarray, doc_starts: np.ndarray) -> str:
 
 
 def index_path(bin_path: str) -> str:
-    assert bin_path.endswith(".bin"), bin_path
+    if not bin_path.endswith(".bin"):
+        raise ValueError(f"{bin_path}: a token shard's name ends in .bin")
     return bin_path[: -len(".bin")] + ".idx"
 
 

@@ -24,10 +24,9 @@ DEFAULT_SPECIAL_TOKENS = ("<|bos|>", "<|eos|>", "<|pad|>")
 def train_bpe(texts: Iterable[str], vocab_size: int, special_tokens=DEFAULT_SPECIAL_TOKENS,
               min_frequency: int = 2) -> Tokenizer:
     """A byte-level BPE with `vocab_size` entries at most (fewer when the text has too few merges)."""
-    assert vocab_size >= 256 + len(special_tokens), (
-        f"vocab_size {vocab_size} is too small: byte-level BPE needs 256 byte tokens plus "
-        f"{len(special_tokens)} special tokens; use at least {256 + len(special_tokens)}"
-    )
+    if vocab_size < 256 + len(special_tokens):
+        raise ValueError(f"vocab_size {vocab_size} is too small: byte-level BPE needs 256 byte tokens plus "
+                         f"{len(special_tokens)} special tokens; use at least {256 + len(special_tokens)}")
     tok = Tokenizer(models.BPE())
     # No prefix space: a document decodes to exactly its text. use_regex: GPT-2's split rules.
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -53,7 +52,8 @@ def load_tokenizer(path: str) -> Tokenizer:
     """A `tokenizer.json` (local path or fsspec URL) → a prepared `Tokenizer`."""
     from tokenmill import storage
 
-    assert storage.exists(path), f"tokenizer file {path} not found; give a path to a tokenizer.json"
+    if not storage.exists(path):
+        raise ValueError(f"tokenizer file {path} not found; give a path to a tokenizer.json")
     fs, p = storage.fs_and_path(path)
     with fs.open(p, "r") as f:
         return prepare(Tokenizer.from_str(f.read()))
@@ -66,8 +66,7 @@ def tokenizer_hash(tok: Tokenizer) -> str:
 
 def token_id(tok: Tokenizer, token: str) -> int:
     tid = tok.token_to_id(token)
-    assert tid is not None, (
-        f"token {token!r} is not in the tokenizer's vocabulary; add it as a special token or set "
-        f"tokenize.bos_token to one the tokenizer has (e.g. '<|endoftext|>' for GPT-2)"
-    )
+    if tid is None:
+        raise ValueError(f"token {token!r} is not in the tokenizer's vocabulary; add it as a special token or set "
+                         f"tokenize.bos_token to one the tokenizer has (e.g. '<|endoftext|>' for GPT-2)")
     return tid

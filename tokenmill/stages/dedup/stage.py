@@ -122,9 +122,9 @@ class DedupStage(GlobalStage):
         job.run_tasks("dedup.resolve", resolve_task,
                       [(n, names[n], labels, drops) for n in sorted(present)])
         job.run_tasks("dedup.finalize", finalize_task, [
-            (i, sig_urls[i], drops, drop_list_url(w, i),
-             storage.join(job.run_dir, "dedup", "signatures", f"part-{i:05d}.parquet"), cfg.exact)
-            for i in range(len(job.inputs))])
+            (i, sig_urls[i], drops, drop_list_url(w, shard),
+             storage.join(job.run_dir, "dedup", "signatures", f"part-{shard:05d}.parquet"), cfg.exact)
+            for i, shard in enumerate(job.shards)])
 
     def _components(self, job: GlobalJob, cc: str, parts: int) -> str:
         """Alternate Large-Star and Small-Star until the edges form stars; returns the final round dir."""

@@ -79,13 +79,15 @@ class TokenizeStage(GlobalStage):
     version = 1
     Config = TokenizeConfig
     has_apply = False  # process() passes documents through; the work is all in run_global
+    removes_scratch = True  # sample and encode outputs in its workdir are deleted once the shards exist
 
     def run_global(self, job: GlobalJob) -> None:
         cfg: TokenizeConfig = self.config
         out_dir = storage.join(job.run_dir, "tokens")
         tok_path = storage.join(out_dir, TOKENIZER)
         n = len(job.inputs)
-        assert n, "tokenize: no document shards to tokenize; the steps before it produced nothing"
+        if not n:
+            raise ValueError("tokenize: no document shards to tokenize; the steps before it produced nothing")
 
         # CPUs per task: tasks run the tokenizer's threads, so with fewer shards than CPUs each task
         # gets more (under Ray: as many rayon threads). One value for all steps but training: a

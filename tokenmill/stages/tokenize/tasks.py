@@ -94,7 +94,8 @@ def train_tokenizer(sample_paths: list[str], vocab_size: int, special_tokens: tu
     table = pa.concat_tables(tables) if tables else pa.table({"key": pa.array([], pa.uint64()),
                                                               "text": pa.array([], pa.string())})
     rows = sorted(zip(table["key"].to_pylist(), table["text"].to_pylist()))
-    assert rows, "no document with text to train the tokenizer on; did every document get filtered out?"
+    if not rows:
+        raise ValueError("no document with text to train the tokenizer on; did every document get filtered out?")
     t0 = time.perf_counter()
     tok = train_bpe((t for _, t in rows), vocab_size, special_tokens)
     write_tokenizer(tok, out_path)
@@ -276,7 +277,8 @@ def write_shard_range(split: str, bin_lo: int, bin_hi: int, val_cut: int, parts:
         if m.any():
             picked.append((meta["key"][m], np.full(int(m.sum()), p), starts[m], meta["length"][m].astype(np.int64),
                            meta["text_bytes"][m]))
-    assert picked, f"no {split} documents in key bins [{bin_lo}, {bin_hi}); the plan and the parts disagree"
+    if not picked:
+        raise ValueError(f"no {split} documents in key bins [{bin_lo}, {bin_hi}); the plan and the parts disagree")
     keys, part_of, starts, lengths, text_bytes = (np.concatenate(c) for c in zip(*picked))
     order = np.lexsort((starts, part_of, keys))  # by key; ties (equal ids) by input position
     out = np.empty(int(lengths.sum()), dtype)
