@@ -19,6 +19,8 @@ from tokenmill.doc import Doc
 from tokenmill.readers.paths import (  # noqa: F401 (the package's API)
     FORMATS, InputConfig, Shard, detect_format, expand_paths, is_listing, list_shards, read_listing,
 )
+from tokenmill.readers import remote
+from tokenmill.readers.remote import InputNotFound, InputUnavailable, RemoteReadError, open_input  # noqa: F401
 from tokenmill.readers.rows import read_jsonl, read_parquet
 from tokenmill.readers.skip import Skip
 from tokenmill.readers.warc import read_warc
@@ -29,7 +31,9 @@ _FORMAT_READERS = {"warc": read_warc, "wet": read_warc, "jsonl": read_jsonl, "pa
 def read_shard(shard: Shard, cfg: InputConfig, ctx) -> Iterator[Doc]:
     """Documents of one shard; `ctx.stats` (a StageStats) counts every record and every skip."""
     stats = ctx.stats
-    for item in _FORMAT_READERS[shard.format](shard, cfg):
+    remote.use_policy(remote.RetryPolicy.from_config(cfg))
+    # I/O retries and resumes (readers/remote.py) count into the task's manifest row.
+    for item in _FORMAT_READERS[shard.format](shard, cfg, stats.counters):
         stats.docs_in += 1
         if isinstance(item, Skip):
             stats.drops[item.reason] += 1
@@ -49,7 +53,8 @@ class Reader:
 
     def fingerprint(self) -> dict:
         # Which files are read is decided per task (its inputs); options that change documents count here.
-        opts = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("paths", "max_files")}
+        skip = ("paths", "max_files", "retries", "retry_max_s")  # which files, and how patiently: not what they hold
+        opts = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in skip}
         return {"stage": self.name, "version": self.version, "config": opts}
 
     def shards(self) -> list[Shard]:

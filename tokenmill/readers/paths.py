@@ -3,6 +3,8 @@
 In: `InputConfig` (paths, globs, fsspec URLs, Common Crawl `warc.paths(.gz)` listings). Out: the
 input files in a stable order (`expand_paths`) and the `Shard`s that are the unit of parallel work
 (`list_shards`): one per file, or byte ranges of a record-gzipped WARC when `split_bytes` is set.
+Listings and sizes are read through `remote.open_input`: a throttled server is retried, and a 404
+is "does not exist" while a 503 that outlasts `input.retries` is "unavailable".
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tokenmill import storage
+from tokenmill.readers import remote
 
 FORMATS = ("warc", "wet", "jsonl", "parquet")
 
@@ -25,8 +28,14 @@ class InputConfig:
     split_bytes: int | None = None  # cut record-gzipped WARCs into shards of about this many bytes
     max_files: int | None = None  # read only the first N files (a quick look at a crawl)
     max_body_bytes: int = 10_000_000  # larger HTTP bodies are skipped (counted), not loaded
+    retries: int = 8  # I/O retries per read position (429/5xx, dropped connections), before the task fails
+    retry_max_s: float = 60.0  # the longest wait between two I/O retries (backoff and Retry-After)
 
     def __post_init__(self):
+        if self.retries < 0:
+            raise ValueError("retries: must be 0 or more")
+        if not self.retry_max_s > 0:
+            raise ValueError("retry_max_s: must be more than 0 seconds")
         if self.split_bytes is not None and self.split_bytes < 1_000_000:
             raise ValueError("split_bytes: must be at least 1000000 (1 MB)")
         if self.max_files is not None and self.max_files < 1:
@@ -69,10 +78,9 @@ def is_listing(path: str) -> bool:
     return path.endswith((".paths", ".paths.gz"))
 
 
-def read_listing(path: str, base_url: str) -> list[str]:
+def read_listing(path: str, base_url: str, policy: remote.RetryPolicy | None = None) -> list[str]:
     """A Common Crawl `warc.paths(.gz)` file: one path per line, relative to `base_url`."""
-    fs, p = storage.fs_and_path(path)
-    with fs.open(p, "rb") as f:
+    with remote.open_input(path, policy) as f:
         data = f.read()
     if path.endswith(".gz"):
         data = gzip.decompress(data)
@@ -83,11 +91,18 @@ def read_listing(path: str, base_url: str) -> list[str]:
 def expand_paths(cfg: InputConfig) -> list[str]:
     """Every input file, in a stable order. Raises FileNotFoundError naming the pattern that matched nothing."""
     files: list[str] = []
+    policy = remote.RetryPolicy.from_config(cfg)
+    remote.use_policy(policy)  # also for what asks fsspec about these files later (sizes, identities)
     for i, pattern in enumerate(cfg.paths):
         if is_listing(pattern):
-            if not storage.exists(pattern):
-                raise FileNotFoundError(f"input.paths[{i}]: listing {pattern!r} does not exist")
-            files.extend(read_listing(pattern, cfg.base_url))
+            try:
+                files.extend(read_listing(pattern, cfg.base_url, policy))
+            except remote.InputNotFound as e:
+                raise FileNotFoundError(f"input.paths[{i}]: listing {pattern!r} does not exist (HTTP {e.status})") from None
+            except FileNotFoundError:
+                raise FileNotFoundError(f"input.paths[{i}]: listing {pattern!r} does not exist") from None
+            except OSError as e:  # unavailable after retries, or refused: say which, never "does not exist"
+                raise OSError(f"input.paths[{i}]: listing {pattern!r}: {e}") from None
         elif any(ch in pattern for ch in "*?["):
             hits = storage.glob(pattern)
             if not hits:
@@ -109,8 +124,7 @@ def list_shards(cfg: InputConfig, files: list[str] | None = None) -> list[Shard]
         fmt = detect_format(path) if cfg.format == "auto" else cfg.format
         size = None
         if cfg.split_bytes and fmt in ("warc", "wet") and path.endswith(".gz"):
-            fs, p = storage.fs_and_path(path)
-            size = fs.size(p)
+            size = remote.input_size(path, remote.RetryPolicy.from_config(cfg))
         if size and size > cfg.split_bytes:
             for start in range(0, size, cfg.split_bytes):
                 end = min(start + cfg.split_bytes, size)

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 
-from tokenmill import storage
+import fsspec.compression
+import fsspec.utils
+
 from tokenmill.doc import Doc
+from tokenmill.readers import remote
 from tokenmill.readers.paths import InputConfig, Shard
 from tokenmill.readers.skip import Skip
 
@@ -38,9 +41,10 @@ def _row_to_doc(row: dict, shard: Shard, position: int) -> Doc | Skip:
     )
 
 
-def read_jsonl(shard: Shard, cfg: InputConfig) -> Iterator[Doc | Skip]:
-    fs, path = storage.fs_and_path(shard.path)
-    with fs.open(path, "rb", compression="infer") as f:
+def read_jsonl(shard: Shard, cfg: InputConfig, counters=None) -> Iterator[Doc | Skip]:
+    with remote.open_input(shard.path, remote.RetryPolicy.from_config(cfg), counters) as raw:
+        compression = fsspec.utils.infer_compression(shard.path)
+        f = fsspec.compression.compr[compression](raw, mode="rb") if compression else raw
         for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8", errors="replace")):
             if not line.strip():
                 continue
@@ -54,10 +58,9 @@ def read_jsonl(shard: Shard, cfg: InputConfig) -> Iterator[Doc | Skip]:
             yield _row_to_doc(row, shard, lineno)
 
 
-def read_parquet(shard: Shard, cfg: InputConfig) -> Iterator[Doc | Skip]:
-    fs, path = storage.fs_and_path(shard.path)
+def read_parquet(shard: Shard, cfg: InputConfig, counters=None) -> Iterator[Doc | Skip]:
     position = 0
-    with fs.open(path, "rb") as f:
+    with remote.open_input(shard.path, remote.RetryPolicy.from_config(cfg), counters) as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=1024):
             for row in batch.to_pylist():
                 yield _row_to_doc(row, shard, position)

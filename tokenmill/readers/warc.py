@@ -4,7 +4,9 @@ A WARC `response` becomes a `Doc` with its raw HTTP body in `doc.raw` (the extra
 and extracts it); a WET `conversion` record carries Common Crawl's text. Records that are not
 documents (request, metadata, warcinfo, revisit, non-HTML, non-2xx) yield `Skip("skip_*")`;
 broken ones (a truncated record, a bad gzip member, broken headers) yield a named `Skip` and
-reading goes on at the next gzip member.
+reading goes on at the next gzip member. The file is opened with `remote.open_input`: remote
+reads are retried and resumed there, and an input that cannot be read fails the task
+(`remote.RemoteReadError`), never counted as a broken record.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeadersParser
 
-from tokenmill import storage
 from tokenmill.doc import Doc
+from tokenmill.readers import remote
 from tokenmill.readers.paths import InputConfig, Shard
 from tokenmill.readers.skip import Skip
 
@@ -61,10 +63,9 @@ def _header_charset(content_type: str | None) -> str | None:
     return None
 
 
-def read_warc(shard: Shard, cfg: InputConfig) -> Iterator[Doc | Skip]:
-    fs, path = storage.fs_and_path(shard.path)
-    gzipped = path.endswith(".gz")
-    with fs.open(path, "rb") as f:
+def read_warc(shard: Shard, cfg: InputConfig, counters=None) -> Iterator[Doc | Skip]:
+    gzipped = shard.path.endswith(".gz")
+    with remote.open_input(shard.path, remote.RetryPolicy.from_config(cfg), counters) as f:
         pos = shard.start
         if pos > 0:
             pos = next_member(f, pos, shard.end)
@@ -78,6 +79,8 @@ def read_warc(shard: Shard, cfg: InputConfig) -> Iterator[Doc | Skip]:
                     if shard.end is not None and offset >= shard.end:
                         return
                     yield _record_to_doc(record, shard, cfg, offset)
+            except remote.RemoteReadError:
+                raise  # the input itself could not be read: the task fails, naming it
             except (ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError) as e:
                 failed_at = it.offset if it.offset > pos else pos
                 reason = "bad_gzip_member" if isinstance(e, (zlib.error, EOFError, OSError)) else "bad_record_headers"
