@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -24,9 +29,13 @@ def write(tmp_path, data) -> str:
 @pytest.mark.parametrize("patch, key, words", [
     ({"colour": "blue"}, "colour", "unknown key"),
     ({"input": {"paths": ["X"], "fromat": "warc"}}, "input.fromat", "unknown key"),
-    ({"extract": {"timeout_s": "fast"}}, "extract.timeout_s", "expected float"),
+    ({"extract": {"timeout_s": "fast"}}, "extract.timeout_s", "expected a number"),
     ({"extract": {"timeout_s": -1}}, "extract.timeout_s", "must be positive"),
-    ({"extract": {"include_tables": "yes"}}, "extract.include_tables", "expected bool"),
+    ({"extract": {"include_tables": "yes"}}, "extract.include_tables", "expected true or false"),
+    ({"input": {"paths": ["X"], "retries": -1}}, "input.retries", "must be 0 or more"),
+    ({"input": {"paths": ["X"], "retries": "lots"}}, "input.retries", "expected a whole number"),
+    ({"input": {"paths": ["X"], "retry_max_s": 0}}, "input.retry_max_s", "more than 0 seconds"),
+    ({"language": {"languages": "en"}}, "language.languages", "expected a list of language codes (e.g. [en, de]), or all"),
     ({"executor": {"kind": "spark"}}, "executor.kind", "must be one of"),
     ({"executor": {"workers": 0}}, "executor.workers", "at least 1"),
     ({"stages": ["extract", "sharpen"]}, "stages", "no stage named 'sharpen'"),
@@ -40,7 +49,7 @@ def write(tmp_path, data) -> str:
 ])
 def test_bad_config_names_key_and_file(tmp_path, inputs, patch, key, words):
     data = {"input": {"paths": [inputs]}, "output": str(tmp_path / "run"), **patch}
-    if data["input"].get("paths") == ["X"]:
+    if isinstance(data["input"], dict) and data["input"].get("paths") == ["X"]:
         data["input"]["paths"] = [inputs]
     path = write(tmp_path, data)
     with pytest.raises(ConfigError) as e:
@@ -87,3 +96,44 @@ def test_cli_exits_2_on_bad_config(tmp_path, inputs, capsys):
     err = capsys.readouterr().err
     assert f"{path}: extract.bogus: unknown key" in err
     assert cli.main(["inspect", str(tmp_path / "no-run")]) == 2
+
+
+PYTHON_TYPE_WORDS = re.compile(r"\b(Union|Optional|Literal|NoneType|tuple|str|int|float|bool|dict)\b|\[\.\.\.\]|typing")
+
+
+@pytest.mark.parametrize("section, value", [
+    ("language", {"languages": 3}), ("language", {"languages": [1, 2]}), ("language", {"min_score": "high"}),
+    ("executor", {"workers": "many"}), ("executor", {"kind": 5}), ("input", {"paths": 7}),
+    ("input", {"max_files": 1.5}), ("extract", ["timeout_s"]), ("quality", {"gopher_repetition": [1]}),
+])
+def test_messages_name_shapes_not_python_types(tmp_path, inputs, section, value):
+    data = {"input": {"paths": [inputs]}, "output": str(tmp_path / "run")}
+    data[section] = {**data.get(section, {}), **value} if isinstance(value, dict) else value
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, data))
+    assert not PYTHON_TYPE_WORDS.search(str(e.value).split(": ", 1)[1]), str(e.value)
+
+
+def test_yaml_booleans_where_words_are_meant(tmp_path, inputs):
+    """Issue 18: `languages: [en, no]` (no: Norwegian) failed with "expected Union, got ['en', False]"."""
+    path = tmp_path / "p.yaml"
+    path.write_text(f"input: {inputs}\noutput: {tmp_path / 'run'}\nlanguage: {{languages: [en, no]}}\n")
+    with pytest.raises(ConfigError) as e:
+        load(str(path))
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: language.languages[1]: expected a string, got false")
+    assert 'unquoted no, off or false' in msg and 'put it in quotes: "no"' in msg and "Union" not in msg
+    path.write_text(f"input: {inputs}\noutput: {tmp_path / 'run'}\nlanguage: {{languages: [en, 'no']}}\n")
+    assert load(str(path)).options("language").languages == ("en", "no")
+    path.write_text(f"input: {inputs}\noutput: {tmp_path / 'run'}\nexecutor: {{kind: on}}\n")
+    with pytest.raises(ConfigError, match=r'executor.kind: expected one of: ray, local, got true: .*quotes: "yes"'):
+        load(str(path))
+
+
+def test_cli_names_the_yaml_boolean_and_exits_2(tmp_path, inputs):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"input: {inputs}\noutput: {tmp_path / 'run'}\nlanguage: {{languages: [en, no]}}\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "tokenmill"), "run", str(path), "--executor", "local",
+                           "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert 'language.languages[1]: expected a string, got false' in proc.stderr and "Traceback" not in proc.stderr

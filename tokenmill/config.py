@@ -183,14 +183,15 @@ def _absolute(path: str) -> str:
 def build(cls, data: Any, where: str, source: str):
     """Build frozen dataclass `cls` from a YAML mapping, checking keys, types and values."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {where}: must be a mapping (got {type(data).__name__})")
+        raise ConfigError(f"{source}: {where}: expected a mapping of options (key: value), got {_show(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
             raise ConfigError(f"{source}: {where}.{key}: unknown key (known: {', '.join(fields)})")
-        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}", source)
+        # A field may name its shape in the user's words: field(metadata={"shape": "a list of language codes, or all"})
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}", source, fields[key].metadata.get("shape"))
     try:
         return cls(**kwargs)
     except ValueError as e:
@@ -203,33 +204,96 @@ def build(cls, data: Any, where: str, source: str):
         raise ConfigError(f"{source}: {where}: {e}") from None
 
 
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+_NONE = type(None)
+_WORDS = {str: ("a string", "strings"), int: ("a whole number", "whole numbers"), float: ("a number", "numbers"),
+          bool: ("true or false", "true/false values"), Any: ("any value", "values")}
 
 
-def _coerce(tp, value: Any, where: str, source: str):
+def _shape(tp, plural: bool = False) -> str:
+    """What a value of Python type `tp` looks like in YAML, in the user's words (never a type name):
+    `tuple[str, ...] | Literal["all"]` -> 'a list of strings, or all'."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [_shape(a, plural) for a in typing.get_args(tp) if a is not _NONE]
+        if _NONE in typing.get_args(tp):
+            options.append("null" if not plural else "nulls")
+        return ", or ".join(options)
+    if origin is Literal:
+        words = [str(v).lower() if isinstance(v, bool) else str(v) for v in typing.get_args(tp)]
+        return words[0] if len(words) == 1 else "one of: " + ", ".join(words)
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return ("lists" if plural else "a list") + (f" of {_shape(args[0], plural=True)}" if args else "")
+    if origin is dict or tp is dict:
+        args = typing.get_args(tp)
+        return ("mappings" if plural else "a mapping") + (f" of names to {_shape(args[1], plural=True)}" if args else "")
+    if dataclasses.is_dataclass(tp):
+        return "mappings of options" if plural else "a mapping of options (key: value)"
+    if tp in _WORDS:
+        return _WORDS[tp][1 if plural else 0]
+    return "values" if plural else "a value"
+
+
+def _show(value: Any) -> str:
+    """A value as the user would write it in YAML (false, not False; [a, b], not ['a', 'b'])."""
+    try:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _yaml_bool(value: bool, where: str, source: str, shape: str) -> ConfigError:
+    """YAML 1.1 (PyYAML) reads unquoted yes/no/on/off/true/false as booleans: `[en, no]` is
+    ['en', False]. We cannot know which word was written, so say which ones and how to quote."""
+    words = "yes, on or true" if value else "no, off or false"
+    example = "yes" if value else "no"
+    return ConfigError(f"{source}: {where}: expected {shape}, got {_show(value)}: YAML reads an unquoted {words} "
+                       f"as {_show(value)}; if you meant the word, put it in quotes: \"{example}\"")
+
+
+def _matches(tp, value: Any) -> bool:
+    """Whether `value` has the outer form of `tp` (a list for a list type, a mapping for a mapping)."""
+    origin = typing.get_origin(tp)
+    if origin in (tuple, list):
+        return isinstance(value, (list, tuple))
+    if origin is dict or tp is dict or dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
+    return False
+
+
+def _coerce(tp, value: Any, where: str, source: str, shape: str | None = None):
     def bad():
-        raise ConfigError(f"{source}: {where}: expected {_type_name(tp)}, got {value!r}")
+        if isinstance(value, bool) and _takes_text(tp):
+            raise _yaml_bool(value, where, source, shape or _shape(tp))
+        raise ConfigError(f"{source}: {where}: expected {shape or _shape(tp)}, got {_show(value)}")
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None:
-            if type(None) in options:
+            if _NONE in options:
                 return None
             bad()
+        errors = {}
         for opt in options:
-            if opt is type(None):
+            if opt is _NONE:
                 continue
             try:
                 return _coerce(opt, value, where, source)
-            except ConfigError:
-                continue
+            except ConfigError as e:
+                errors[opt] = e
+        # A list given for "a list, or all" failed inside the list: that error says where and why.
+        inner = [e for opt, e in errors.items() if _matches(opt, value)]
+        if len(inner) == 1:
+            raise inner[0]
         bad()
     if origin is Literal:
-        if value in typing.get_args(tp):
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):  # True is not 1 here
             return value
-        raise ConfigError(f"{source}: {where}: must be one of {list(typing.get_args(tp))}, got {value!r}")
+        if isinstance(value, bool) and _takes_text(tp):
+            raise _yaml_bool(value, where, source, shape or _shape(tp))
+        raise ConfigError(f"{source}: {where}: must be {shape or _shape(tp)}; got {_show(value)}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             bad()
@@ -264,3 +328,14 @@ def _coerce(tp, value: Any, where: str, source: str):
     if value is None:
         bad()
     return value
+
+
+def _takes_text(tp) -> bool:
+    """Text, a Literal of words (e.g. "all"), or a union with one: a YAML boolean there was
+    probably a word too."""
+    if tp is str:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_text(a) for a in typing.get_args(tp))
+    return origin is Literal and any(isinstance(v, str) for v in typing.get_args(tp))

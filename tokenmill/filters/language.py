@@ -33,7 +33,7 @@ import os
 import re
 import struct
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
 
@@ -171,7 +171,8 @@ class LanguageConfig:
     """`languages`: codes to keep, or "all" to keep everything and only annotate.
     `min_score`: documents whose top label scores below this are dropped (0 keeps all)."""
 
-    languages: tuple[str, ...] | Literal["all"] = ("en",)
+    languages: tuple[str, ...] | Literal["all"] = field(
+        default=("en",), metadata={"shape": "a list of language codes (e.g. [en, de]), or all"})
     min_score: float = 0.65
 
     def __post_init__(self):
@@ -179,7 +180,8 @@ class LanguageConfig:
             raise ValueError(f"language.min_score must be in [0, 1], got {self.min_score}")
         if self.languages != "all":
             if isinstance(self.languages, str) or not self.languages:
-                raise ValueError(f'language.languages must be a list of codes or "all", got {self.languages!r}')
+                raise ValueError(f"language.languages: expected a list of language codes (e.g. [en, de]), or all; "
+                                 f"got {self.languages!r}")
             unknown = sorted(c for c in self.languages if canonical_code(c) not in model_labels())
             if unknown:
                 raise ValueError(
