@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import random
 import string
 
@@ -13,6 +14,7 @@ import pytest
 from helpers import article, html_page, make_jsonl, make_warc
 from tokenmill.stages.base import StageContext
 from tokenmill.readers import InputConfig, Shard, detect_format, expand_paths, list_shards, read_shard
+from tokenmill.readers.warc import WarcStreamError
 
 
 def read_all(path, fmt=None, cfg=None, start=0, end=None):
@@ -154,3 +156,95 @@ def test_unreadable_file_raises(tmp_path):
     bad.write_bytes(b"this is not gzip")
     with pytest.raises(OSError):
         read_all(bad)
+
+
+# --- WARCs gzipped as one stream (issue 10, defect 2) ---------------------------------------
+
+def single_stream(path, pages) -> bytes:
+    """The records of `pages` written uncompressed by warcio, then gzipped as ONE stream (as
+    older tools and wget-style writers do), instead of one gzip member per record."""
+    plain = path.with_suffix(".plain")
+    make_warc(plain, pages)
+    raw = gzip.decompress(plain.read_bytes())  # make_warc writes members; undo them
+    path.write_bytes(gzip.compress(raw))
+    return raw
+
+
+def pages(n, pad=0):
+    rng = random.Random(1)
+    noise = lambda: "".join(rng.choices(string.ascii_letters, k=pad))  # noqa: E731 (incompressible padding)
+    return [{"url": f"https://a.example/{i}", "body": html_page(str(i), article(i) + (f"<!--{noise()}-->" if pad else ""))}
+            for i in range(n)]
+
+
+def test_single_gzip_stream_reads_every_record(tmp_path):
+    """Before: the first record, then the rest of the file counted as one bad_record_headers."""
+    path = tmp_path / "one-stream.warc.gz"
+    raw = single_stream(path, pages(6))
+    docs, s = read_all(path)
+    assert [d.url for d in docs] == [f"https://a.example/{i}" for i in range(6)]
+    assert not s.drops
+    # offsets count decompressed bytes: each one starts a record in the decompressed WARC
+    assert all(raw[d.source_offset:].startswith(b"WARC/1.") for d in docs)
+    assert all(d.meta["gzip_stream_start"] == 0 for d in docs[1:])
+
+
+def test_real_warc_recompressed_as_one_stream_gives_the_same_documents(shared_data, tmp_path):
+    original = shared_data / "warc/cc-main-2020-34-excerpt.warc.gz"
+    path = tmp_path / "excerpt-one-stream.warc.gz"
+    path.write_bytes(gzip.compress(gzip.decompress(original.read_bytes())))
+    docs, s = read_all(path)
+    want, want_stats = read_all(original)
+    assert [(d.id, d.url, d.raw) for d in docs] == [(d.id, d.url, d.raw) for d in want]
+    assert s.drops == want_stats.drops == {"skip_warcinfo": 1, "skip_request": 17, "skip_metadata": 16}
+
+
+def test_clipped_single_stream_counts_the_cut_record(tmp_path):
+    path = tmp_path / "clipped.warc.gz"
+    single_stream(path, pages(6, pad=3000))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 3 // 4])
+    docs, s = read_all(path)
+    assert 1 <= len(docs) < 6 and [d.url for d in docs] == [f"https://a.example/{i}" for i in range(len(docs))]
+    assert s.drops == {"truncated_record": 1}
+
+
+def test_corrupt_single_stream_fails_naming_the_file(tmp_path):
+    path = tmp_path / "corrupt.warc.gz"
+    single_stream(path, pages(6, pad=3000))
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    with pytest.raises(WarcStreamError, match=r"corrupt\.warc\.gz: the gzip stream starting at byte 0 is corrupt"):
+        read_all(path)
+
+
+def test_single_stream_split_by_byte_ranges_reads_each_record_once(tmp_path):
+    path = tmp_path / "big-one-stream.warc.gz"
+    single_stream(path, pages(40, pad=40_000))
+    assert path.stat().st_size > 1_000_000, "the test file must span several shards"
+    shards = list_shards(InputConfig(paths=(str(path),), split_bytes=1_000_000))
+    assert len(shards) > 1
+    got = []
+    for sh in shards:
+        got += [d.url for d in read_all(path, start=sh.start, end=sh.end)[0]]
+    assert got == [f"https://a.example/{i}" for i in range(40)]
+
+
+def test_io_error_mid_file_is_not_a_bad_gzip_member(tmp_path, monkeypatch):
+    """A disk or network error is not the record's fault: it fails the task, it is not counted."""
+    import tokenmill.readers.remote as remote
+
+    path = tmp_path / "five.warc.gz"
+    make_warc(path, pages(5))
+
+    class Failing(io.BufferedReader):
+        def read(self, n=-1):
+            if self.tell() > 2000:
+                raise OSError(5, "Input/output error")
+            return super().read(n)
+
+    monkeypatch.setattr(remote, "open_input", lambda url, *a, **k: Failing(io.FileIO(url)))
+    with pytest.raises(OSError, match="Input/output error"):
+        read_all(path)

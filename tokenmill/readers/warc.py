@@ -4,16 +4,29 @@ A WARC `response` becomes a `Doc` with its raw HTTP body in `doc.raw` (the extra
 and extracts it); a WET `conversion` record carries Common Crawl's text. Records that are not
 documents (request, metadata, warcinfo, revisit, non-HTML, non-2xx) yield `Skip("skip_*")`;
 broken ones (a truncated record, a bad gzip member, broken headers) yield a named `Skip` and
-reading goes on at the next gzip member. The file is opened with `remote.open_input`: remote
+reading goes on at the next gzip member.
+
+A `.warc.gz` compressed as one gzip stream rather than one member per record (older tools and
+wget-style writers; warcio: "non-chunked gzip file detected") is read as one stream from the
+member that holds several records (`_read_gzip_stream`): such a stream has no member to restart
+at, so it cannot be split by byte range (a byte-range shard starting inside it finds no record
+and reads nothing; the shard holding its start reads all of it), a clipped end is counted as
+`truncated_record` (as in a record-gzipped file), and corrupt data inside it fails the task naming the file (the records
+after it cannot be reached). Its documents' `source_offset` counts decompressed bytes from the
+stream's start, which `meta["gzip_stream_start"]` gives (0 for a whole-file stream).
+
+The file is opened with `remote.open_input`: remote
 reads are retried and resumed there, and an input that cannot be read fails the task
 (`remote.RemoteReadError`), never counted as a broken record.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import logging
 import posixpath
+import re
 import zlib
 from collections.abc import Iterator
 
@@ -70,25 +83,125 @@ def read_warc(shard: Shard, cfg: InputConfig, counters=None) -> Iterator[Doc | S
         if pos > 0:
             pos = next_member(f, pos, shard.end)
         while pos is not None:
+            if gzipped and _member_holds_records(f, pos):
+                yield from _read_gzip_stream(f, shard, cfg, pos, skip=0)
+                return
             f.seek(pos)
             it = ArchiveIterator(f, arc2warc=True)
             failed_at = None
+            last = None  # offset of the last record yielded
             try:
                 for record in it:
                     offset = it.offset  # start of this record (warcio sets it before yielding)
                     if shard.end is not None and offset >= shard.end:
                         return
+                    last = offset
                     yield _record_to_doc(record, shard, cfg, offset)
-            except remote.RemoteReadError:
-                raise  # the input itself could not be read: the task fails, naming it
-            except (ArchiveLoadFailed, EOFError, zlib.error, OSError, ValueError) as e:
+            except ArchiveLoadFailed as e:
+                if gzipped and last is not None and "non-chunked gzip" in str(e):
+                    # The member that began at `last` holds more records: one gzip stream, not one
+                    # member per record. Its first record was yielded; read the rest as a stream.
+                    yield from _read_gzip_stream(f, shard, cfg, last, skip=1)
+                    return
                 failed_at = it.offset if it.offset > pos else pos
-                reason = "bad_gzip_member" if isinstance(e, (zlib.error, EOFError, OSError)) else "bad_record_headers"
-                log.warning("%s: %s at byte %d: %s", shard.label, reason, failed_at, e)
+                # warcio reads a gzip member it cannot inflate as plain text, then finds no WARC
+                # header in it ("Unknown archive format, first line: ['\x1f\x8b..."): a bad member.
+                reason = "bad_gzip_member" if _looks_gzipped(str(e)) else "bad_record_headers"
+                log.warning("%s: %s at byte %d: %s", shard.label, reason, failed_at, str(e)[:200])
                 yield Skip(reason)
+            except (EOFError, zlib.error) as e:
+                failed_at = it.offset if it.offset > pos else pos
+                log.warning("%s: bad_gzip_member at byte %d: %s", shard.label, failed_at, e)
+                yield Skip("bad_gzip_member")
+            except ValueError as e:  # a header warcio cannot parse (e.g. a bad Content-Length)
+                failed_at = it.offset if it.offset > pos else pos
+                log.warning("%s: bad_record_headers at byte %d: %s", shard.label, failed_at, e)
+                yield Skip("bad_record_headers")
+            # Other OSErrors (a disk or network failure, remote.RemoteReadError) are not the
+            # record's fault: they fail the task, naming the file, instead of being counted here.
             if failed_at is None or not gzipped:
                 return
             pos = next_member(f, failed_at + 1, shard.end)
+
+
+def _looks_gzipped(message: str) -> bool:
+    return "\x1f\x8b" in message or "\\x1f\\x8b" in message
+
+
+def _member_holds_records(f, pos: int) -> bool:
+    """Whether the gzip member at `pos` is to be read as a stream: it goes on past its first WARC
+    record (a file gzipped as one stream, or a member of several records, rather than one member
+    per record), or the file ends inside it (clipped: the stream reader counts what is cut).
+    Inflates that one record (its headers say how long it is), then puts the file back at `pos`."""
+    f.seek(pos)
+    inflate = zlib.decompressobj(wbits=31)
+    head = b""
+    size = 0  # bytes inflated
+    record_end = None  # where the first record ends, in inflated bytes
+    try:
+        pending = b""
+        while True:
+            if not pending:
+                pending = f.read(1 << 16)
+                if not pending:
+                    return size > 0  # the file ends inside the member
+            out = inflate.decompress(pending, 1 << 14)  # at most 16 kB out per step: stop early, err late
+            pending = inflate.unconsumed_tail
+            size += len(out)
+            if record_end is None:
+                head += out
+                end = head.find(b"\r\n\r\n")
+                if end == -1:
+                    if len(head) > 1 << 20:  # no header end in 1 MB: not a WARC record; warcio will say
+                        return False
+                    continue
+                m = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head[:end])
+                if not head.startswith(b"WARC/") or m is None:
+                    return False
+                record_end = end + 4 + int(m.group(1)) + 4  # block, then the record's CRLF CRLF
+                head = b""
+            if size > record_end:  # the same member goes on after the record
+                return True
+            if inflate.eof:
+                return False
+    except zlib.error:
+        return False  # a bad member: the record-by-record path counts it
+    finally:
+        f.seek(pos)
+
+
+class WarcStreamError(ValueError):
+    """A WARC's single gzip stream is corrupt: the records after the damage cannot be reached."""
+
+
+def _read_gzip_stream(f, shard: Shard, cfg: InputConfig, start: int, skip: int) -> Iterator[Doc | Skip]:
+    """The records of the gzip stream beginning at byte `start`, decompressed as one stream (one
+    pass; memory: warcio's 16 kB buffer). The first `skip` records were already yielded."""
+    f.seek(start)
+    stream = gzip.GzipFile(fileobj=f, mode="rb")  # also reads any further members, in order
+    it = ArchiveIterator(stream, arc2warc=True)
+    seen = 0
+    try:
+        for record in it:
+            seen += 1
+            if seen <= skip:
+                continue
+            item = _record_to_doc(record, shard, cfg, it.offset)
+            if isinstance(item, Doc):
+                item.meta["gzip_stream_start"] = start
+            yield item
+        stream.read(1)  # warcio ends quietly when a record's headers are cut: the stream's end marker says
+    except EOFError as e:  # the stream ends before its end marker: the file was clipped inside a record
+        log.warning("%s: truncated_record after %d records (decompressed byte %d): %s",
+                    shard.label, seen, stream.tell(), e)
+        yield Skip("truncated_record")
+    except (zlib.error, gzip.BadGzipFile, ArchiveLoadFailed, ValueError) as e:
+        # No gzip member to restart at inside one stream: give up on the file, saying so.
+        raise WarcStreamError(
+            f"{shard.path}: the gzip stream starting at byte {start} is corrupt after {seen} records "
+            f"(decompressed byte {stream.tell()}): {e}; the records after it cannot be read") from None
+    log.info("%s: read as one gzip stream from byte %d (%d records): it cannot be split by byte range",
+             shard.label, start, seen)
 
 
 def _record_to_doc(record, shard: Shard, cfg: InputConfig, offset: int) -> Doc | Skip:
