@@ -102,7 +102,7 @@ def test_bad_gzip_member_is_skipped_and_reading_goes_on(tmp_path):
     data[mid:mid + 30] = b"\x00" * 30
     path.write_bytes(bytes(data))
     docs, s = read_all(path)
-    assert s.drops.get("bad_gzip_member", 0) + s.drops.get("bad_record_headers", 0) == 1
+    assert s.drops == {"bad_gzip_member": 1}  # was counted as bad_record_headers: warcio read the member as text
     assert [d.url for d in docs] == [f"https://a.example/{i}" for i in (0, 1, 3, 4)]
 
 
