@@ -25,7 +25,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class Task:
     args: tuple
     attempt: int = 1
     cpus: int = 1
+    lost: int = 0  # attempts lost to a dead Ray node: not counted against max_attempts
 
 
 @dataclass
@@ -95,14 +96,26 @@ class LocalExecutor:
                 on_attempt(Attempt(task, False, None, _error_text(e), worker, started, time.time(), final))
                 if not final:
                     time.sleep(self.backoff_s * task.attempt)
-                    queue.appendleft(Task(task.task_id, task.fn, task.args, task.attempt + 1, task.cpus))
+                    queue.appendleft(replace(task, attempt=task.attempt + 1))
 
     def close(self) -> None:
         pass
 
 
+class ClusterLost(RuntimeError):
+    """The Ray node this driver runs on died and cannot be restarted here: rerunning resumes."""
+
+
 class RayExecutor:
+    """Tasks on Ray. A worker that dies mid-task (OOM, SIGKILL) fails that attempt, which is
+    retried like any other failure. When the node itself goes (the raylet, or an agent whose death
+    takes the raylet down: every pending task then fails with LocalRayletDiedError), the attempts
+    are recorded as lost, not counted against `max_attempts`; a local Ray that this executor
+    started is started again (~6 s here) and the tasks resubmitted, up to `max_restarts` times; a
+    cluster it attached to raises `ClusterLost` at once, saying that rerunning resumes."""
+
     kind = "ray"
+    max_restarts = 3
 
     def __init__(self, address: str | None = None, workers: int | None = None, max_attempts: int = 3,
                  backoff_s: float = 1.0):
@@ -110,6 +123,11 @@ class RayExecutor:
 
         self.ray = ray
         self.started_ray = False
+        self.restarts = 0
+        self.workers_cfg = workers
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self._init_kwargs: dict[str, Any] = {}
         if not ray.is_initialized():
             kwargs: dict[str, Any] = dict(include_dashboard=False, configure_logging=False, log_to_driver=True)
             address = address or os.environ.get("RAY_ADDRESS") or None
@@ -118,10 +136,16 @@ class RayExecutor:
             log.info("starting Ray (%s)", address or "local")
             ray.init(**kwargs)
             self.started_ray = True
+            self.attached = bool(address)
+            self._init_kwargs = kwargs
+        else:
+            self.attached = True  # someone else's Ray (a test session, `ray job submit`): never restarted here
+        self._connect()
+
+    def _connect(self) -> None:
+        ray = self.ray
         self.total_cpus = cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = workers or max(1, cpus)
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
+        self.workers = self.workers_cfg or max(1, cpus)
         # the most CPUs one task can reserve: the largest node's
         self.max_task_cpus = max([int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1])
         # Retries are ours (so every attempt is recorded), not Ray's.
@@ -133,6 +157,21 @@ class RayExecutor:
             self._remotes[cpus] = self._call.options(
                 num_cpus=cpus, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus)}})
         return self._remotes[cpus]
+
+    def _node_died(self, e: BaseException) -> bool:
+        exc = self.ray.exceptions
+        return isinstance(e, (exc.LocalRayletDiedError, getattr(exc, "NodeDiedError", exc.LocalRayletDiedError)))
+
+    def _restart(self, why: str) -> None:
+        if self.attached or self.restarts >= self.max_restarts:
+            raise ClusterLost(
+                f"the Ray node died ({why})" + (f" after {self.restarts} restart(s)" if self.restarts else "")
+                + "; nothing done is lost: run the same command again to resume")
+        self.restarts += 1
+        log.warning("the local Ray node died (%s); starting it again (%d of %d)", why, self.restarts, self.max_restarts)
+        self.ray.shutdown()
+        self.ray.init(**self._init_kwargs)
+        self._connect()
 
     def run(self, tasks: list[Task], on_attempt: Callable[[Attempt], None]) -> None:
         ray = self.ray
@@ -157,11 +196,19 @@ class RayExecutor:
                     result, worker, started, finished = ray.get(ref)
                     on_attempt(Attempt(task, True, result, None, worker, started, finished))
                 except Exception as e:
-                    final = is_final(e, task.attempt, self.max_attempts)
+                    if self._node_died(e):
+                        lost = [task] + [t for t, _ in pending.values()]
+                        for t in lost:  # recorded, not counted against max_attempts
+                            on_attempt(Attempt(t, False, None, "the Ray node died: " + _error_text(e), "",
+                                               submitted, time.time(), False))
+                        pending.clear()
+                        self._restart(type(e).__name__)
+                        queue.extendleft(reversed([replace(t, attempt=t.attempt + 1, lost=t.lost + 1) for t in lost]))
+                        break
+                    final = is_final(e, task.attempt - task.lost, self.max_attempts)
                     on_attempt(Attempt(task, False, None, _error_text(e), "", submitted, time.time(), final))
                     if not final:
-                        retry = Task(task.task_id, task.fn, task.args, task.attempt + 1, task.cpus)
-                        waiting.append((time.time() + self.backoff_s * task.attempt, retry))
+                        waiting.append((time.time() + self.backoff_s * task.attempt, replace(task, attempt=task.attempt + 1)))
 
     def close(self) -> None:
         if self.started_ray:

@@ -39,7 +39,7 @@ from tokenmill import stages as registry
 from tokenmill.config import PipelineConfig
 from tokenmill.manifests import read_runs, read_tasks, write_run, write_task_rows
 from tokenmill.manifests.rows import attempt_rows, utc
-from tokenmill.pipeline.executors import Attempt, Task, make_executor
+from tokenmill.pipeline.executors import Attempt, ClusterLost, Task, make_executor
 from tokenmill.pipeline.plan import Step, build_plan
 from tokenmill.pipeline.tasks import MapTaskSpec, part_name, run_map_task, with_checksums
 from tokenmill.stages.base import GlobalJob, TaskResult
@@ -66,6 +66,7 @@ class RunSummary:
     redone: int = 0  # done before, but an output was missing or changed
     tolerated: bool = False  # failed tasks within executor.max_failed_tasks
     failures: list[dict] = field(default_factory=list)  # task_id, inputs, error
+    error: str | None = None  # why the run stopped, when not because of its tasks (e.g. the Ray node died)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,8 @@ class RunSummary:
                 line += (f"; {self.failed} task(s) failed within executor.max_failed_tasks, their shards left out "
                          f"(first: {where}; `tokenmill run CONFIG --retry-failed` retries them)")
             return f"{line} ({self.run_dir})"
+        if self.error:
+            return f"run {self.run_id} failed: {self.error}"
         return f"run {self.run_id} failed: {self.failed} task(s) failed for good; first: {where}"
 
 
@@ -365,6 +368,10 @@ class Runner:
         except StepFailed as e:
             log.error("%s", e)
             self.summary.status = "failed"
+        except ClusterLost as e:
+            log.error("%s", e)
+            self.summary.status = "failed"
+            self.summary.error = str(e)
         except BaseException:
             self.summary.status = "failed"
             self._write_run("failed", started)
