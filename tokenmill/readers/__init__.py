@@ -19,7 +19,7 @@ from tokenmill.doc import Doc
 from tokenmill.readers.paths import (  # noqa: F401 (the package's API)
     FORMATS, InputConfig, Shard, detect_format, expand_paths, is_listing, list_shards, read_listing,
 )
-from tokenmill.readers import remote
+from tokenmill.readers import httpfile, remote  # noqa: F401 (httpfile: fsspec's http(s) gets our retries)
 from tokenmill.readers.remote import InputNotFound, InputUnavailable, RemoteReadError, open_input  # noqa: F401
 from tokenmill.readers.rows import read_jsonl, read_parquet
 from tokenmill.readers.skip import Skip
