@@ -189,6 +189,21 @@ def test_single_gzip_stream_reads_every_record(tmp_path):
     assert all(d.meta["gzip_stream_start"] == 0 for d in docs[1:])
 
 
+def test_member_of_several_records_after_record_members(tmp_path):
+    """Mixed: two records gzipped one per member, then four in one member."""
+    head, tail = tmp_path / "head.warc.gz", tmp_path / "tail.warc.gz"
+    make_warc(head, pages(6)[:2])
+    raw = single_stream(tail, pages(6)[2:])
+    path = tmp_path / "mixed.warc.gz"
+    path.write_bytes(head.read_bytes() + tail.read_bytes())
+    docs, s = read_all(path)
+    assert [d.url for d in docs] == [f"https://a.example/{i}" for i in range(6)] and not s.drops
+    start = head.stat().st_size
+    assert docs[2].source_offset == start  # the member's first record: read record by record
+    for d in docs[3:]:
+        assert d.meta["gzip_stream_start"] == start and raw[d.source_offset - start:].startswith(b"WARC/1.")
+
+
 def test_real_warc_recompressed_as_one_stream_gives_the_same_documents(shared_data, tmp_path):
     original = shared_data / "warc/cc-main-2020-34-excerpt.warc.gz"
     path = tmp_path / "excerpt-one-stream.warc.gz"

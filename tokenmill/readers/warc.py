@@ -12,8 +12,9 @@ member that holds several records (`_read_gzip_stream`): such a stream has no me
 at, so it cannot be split by byte range (a byte-range shard starting inside it finds no record
 and reads nothing; the shard holding its start reads all of it), a clipped end is counted as
 `truncated_record` (as in a record-gzipped file), and corrupt data inside it fails the task naming the file (the records
-after it cannot be reached). Its documents' `source_offset` counts decompressed bytes from the
-stream's start, which `meta["gzip_stream_start"]` gives (0 for a whole-file stream).
+after it cannot be reached). Its documents carry `meta["gzip_stream_start"]` (the byte where the
+stream begins: 0 for a whole-file stream), and `source_offset - gzip_stream_start` is where the
+record starts in the decompressed stream.
 
 The file is opened with `remote.open_input`: remote
 reads are retried and resumed there, and an input that cannot be read fails the task
@@ -186,7 +187,7 @@ def _read_gzip_stream(f, shard: Shard, cfg: InputConfig, start: int, skip: int) 
             seen += 1
             if seen <= skip:
                 continue
-            item = _record_to_doc(record, shard, cfg, it.offset)
+            item = _record_to_doc(record, shard, cfg, start + it.offset)
             if isinstance(item, Doc):
                 item.meta["gzip_stream_start"] = start
             yield item
