@@ -13,6 +13,7 @@ only to the first; GETs are counted apart, so the GET faults hold whoever asks H
   "ignore-range"   every answer is 200 with the whole file, whatever Range asks.
   "drop-always"    every answer is cut after half its body.
   "drop-then-503"  the 1st answer is cut after half its body; every later one is 503.
+  "short-ranges"   a Range answer covers at most 10,000 bytes, however many were asked for.
 The server stops itself after `max_requests` requests, and when the `with` block ends.
 """
 
@@ -106,6 +107,8 @@ class CrawlServer:
         if m and self.fault != "ignore-range":
             start = int(m.group(1))
             end = min(int(m.group(2)) if m.group(2) else len(data) - 1, len(data) - 1)
+            if self.fault == "short-ranges":
+                end = min(end, start + 9_999)
             if start >= len(data):
                 return self._reply(h, name, rng, 416, b"", {"Content-Range": f"bytes */{len(data)}"}, head=head)
             status, body = 206, data[start:end + 1]

@@ -74,6 +74,7 @@ class HttpFile(io.RawIOBase):
         self._resp = None
         self._validator: str | None = None  # ETag or Last-Modified of the first answer
         self._cut_at: int | None = None  # where the last connection dropped, until it is resumed
+        self._resp_end: int | None = None  # the byte after the current answer's last (a 206's range end)
         self._retrying(lambda: self._open_at(0), "open")  # a missing file fails here, not mid-read
 
     # io.RawIOBase
@@ -129,6 +130,9 @@ class HttpFile(io.RawIOBase):
         if n == 0 and (self.size is None or self.pos < self.size):
             if self.size is None:  # a body of unknown length ended: that is the end of the file
                 return 0
+            if self.pos == self._resp_end:  # the server sent a shorter range than asked: ask for the next
+                self._drop_response()
+                return self._readinto_once(buf)
             self._drop_response()
             self._cut_at = self.pos
             raise _Retryable(f"body ended at byte {self.pos} of {self.size}")
@@ -180,9 +184,11 @@ class HttpFile(io.RawIOBase):
                                       f"{resp.headers.get('Content-Range')!r}", self.url, status)
             if m.group(3) != "*":
                 self.size = int(m.group(3))
+            self._resp_end = int(m.group(2)) + 1
         else:  # 200: the whole file, whatever Range said
             length = resp.headers.get("Content-Length")
             self.size = int(length) if length and length.isdigit() else self.size
+            self._resp_end = self.size
             skip = pos
         self._resp = resp
         if skip:
