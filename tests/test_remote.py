@@ -344,3 +344,25 @@ def test_fresh_install_reads_an_http_listing(shared_data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ingest_counters(tmp_path / "run")["io_retries"] == 6
     assert len(documents(tmp_path / "run")) == 38  # 53 pages; 1 without main text, 14 not English
+
+
+def test_fsspec_http_info_retries_and_tells_404_from_503(shared_data):
+    """fsspec's own HTTPFileSystem turned a 503 on its HEAD into FileNotFoundError, and `exists`
+    into False: what a file-identity or size lookup elsewhere in the pipeline would see."""
+    from tokenmill.readers import remote
+
+    remote.use_policy(RetryPolicy(retries=2, max_wait_s=0.05))
+    try:
+        fs = fsspec.filesystem("http", skip_instance_cache=True)
+        with CrawlServer({"a": b"abcdef"}, fault="503-then-drop") as srv:
+            info = fs.info(srv.url("a"))
+            assert info["size"] == 6 and info["ETag"]
+            assert [r[3] for r in srv.requests_for("a", "HEAD")] == [503, 200]
+            assert fs.exists(srv.url("a")) and not fs.exists(srv.url("missing"))
+            with fs.open(srv.url("a")) as f:  # GETs: 503, then cut halfway, then the rest
+                assert f.read() == b"abcdef"
+        with CrawlServer({"a": b"abcdef"}, fault="always-503") as srv:
+            with pytest.raises(InputUnavailable, match=r"unavailable, retried 2 times; last: HTTP 503"):
+                fs.exists(srv.url("a"))
+    finally:
+        remote.use_policy(RetryPolicy())
