@@ -48,6 +48,12 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
             ue.MaxRetryError, ConnectionError, TimeoutError)
 
 
+def _reason(e: BaseException) -> str:
+    """urllib3's own words, once: "Connection broken: IncompleteRead(118429 bytes read, 118430 more expected)"."""
+    first = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    return f"{type(e).__name__}: {first}"
+
+
 def _discard(resp) -> None:
     """Close an answer we will not read (an error page, or a body we leave): the connection goes too."""
     try:
@@ -126,7 +132,7 @@ class HttpFile(io.RawIOBase):
         except _connection_errors() as e:
             self._drop_response()
             self._cut_at = self.pos
-            raise _Retryable(f"connection dropped at byte {self.pos}: {type(e).__name__}: {e}") from None
+            raise _Retryable(f"connection dropped at byte {self.pos}: {_reason(e)}") from None
         if n == 0 and (self.size is None or self.pos < self.size):
             if self.size is None:  # a body of unknown length ended: that is the end of the file
                 return 0
@@ -146,7 +152,7 @@ class HttpFile(io.RawIOBase):
         try:
             resp = _pool().request("GET", self.url, headers=headers, preload_content=False, decode_content=False)
         except _connection_errors() as e:
-            raise _Retryable(f"no connection: {type(e).__name__}: {e}") from None
+            raise _Retryable(f"no connection: {_reason(e)}") from None
         status = resp.status
         if status in RETRY_STATUSES:
             wait = retry_after_s(resp.headers.get("Retry-After"))
@@ -256,7 +262,7 @@ def _http_filesystem_class():
                         return await once("get")
                     raise RemoteReadError(f"{url}: HTTP {e.status} {e.message} (not retried)", url, e.status) from None
                 except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
-                    raise _Retryable(f"no connection: {type(e).__name__}: {e}") from None
+                    raise _Retryable(f"no connection: {_reason(e)}") from None
 
             retrying = tenacity.AsyncRetrying(
                 stop=tenacity.stop_after_attempt(policy.retries + 1), wait=_WaitRetryAfter(policy),
