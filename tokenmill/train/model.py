@@ -49,7 +49,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
@@ -60,7 +60,8 @@ class CausalSelfAttention(nn.Module):
                 v = torch.cat([cache.v[self.layer], v], dim=2)
             cache.k[self.layer], cache.v[self.layer] = k, v
         # T == k's length: a fresh sequence, causal mask. T == 1 after a prefill: attend to all.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=T == k.size(2) and T > 1,
+        # `mask` (B, 1, T, T), True = may attend: packed conversations that do not see each other.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T == k.size(2) and T > 1,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
@@ -84,8 +85,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), cache))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cache, mask))
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
@@ -112,20 +113,49 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters()) - self.wpe.weight.numel()
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+    def features(self, idx: torch.Tensor, cache: KVCache | None = None,
+                 segments: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids (B, T) → the last block's normed output (B, T, C): what the head (or a reward head) reads.
+        `segments` (B, T): packed sequences numbered within each row; each starts at position 0 and
+        attends only to itself (SFT packs whole conversations this way)."""
         B, T = idx.shape
         pos0 = cache.length if cache is not None else 0
         assert pos0 + T <= self.cfg.block_size, f"sequence of {pos0 + T} > block_size {self.cfg.block_size}"
         pos = torch.arange(pos0, pos0 + T, device=idx.device)
+        mask = None
+        if segments is not None:
+            ar = pos.expand(B, T)
+            new_seg = torch.ones_like(segments, dtype=torch.bool)
+            new_seg[:, 1:] = segments[:, 1:] != segments[:, :-1]
+            pos = ar - torch.cummax(torch.where(new_seg, ar, 0), dim=1).values  # (B, T) position within its segment
+            same = segments.unsqueeze(2) == segments.unsqueeze(1)  # (B, T, T)
+            mask = (same & torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()).unsqueeze(1)
         x = self.wte(idx) + self.wpe(pos)  # (B, T, C)
         for block in self.blocks:
-            x = block(x, cache)
-        x = self.ln_f(x)
+            x = block(x, cache, mask)
+        return self.ln_f(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None):
+        x = self.features(idx, cache)
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None  # sampling needs only the last position
         logits = self.lm_head(x)  # (B, T, vocab)
         loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
         return logits, loss
+
+    def grow_vocab(self, vocab_size: int) -> None:
+        """Append rows to the (tied) embedding for new tokens, e.g. the chat tokens; old rows unchanged."""
+        old = self.wte.weight.data
+        if vocab_size < old.size(0):
+            raise ValueError(f"cannot shrink the vocabulary from {old.size(0)} to {vocab_size}")
+        new = torch.empty(vocab_size, old.size(1), device=old.device, dtype=old.dtype)
+        new[: old.size(0)] = old
+        nn.init.normal_(new[old.size(0):], 0.0, 0.02)
+        self.wte = nn.Embedding(vocab_size, old.size(1), device=old.device, dtype=old.dtype)
+        self.wte.weight.data = new
+        self.lm_head = nn.Linear(old.size(1), vocab_size, bias=False, device=old.device, dtype=old.dtype)
+        self.lm_head.weight = self.wte.weight
+        self.cfg.vocab_size = vocab_size
 
     def configure_optimizer(self, lr: float, weight_decay: float, device_type: str) -> torch.optim.AdamW:
         """AdamW; weight decay on matrices (2-D), not on norms. Fused kernels on CUDA."""

@@ -76,6 +76,38 @@ def generate_ids(model: GPT, ids: list[int], max_new_tokens: int, temperature: f
     return new
 
 
+@torch.no_grad()
+def generate_batch(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+                   top_k: int | None = None, gen: torch.Generator | None = None, stop_id: int | None = None,
+                   use_cache: bool = True) -> list[list[int]]:
+    """Continue B prompts of equal length at once (RL: a group of answers to one prompt); returns each
+    row's new ids, up to and including `stop_id`. With `use_cache`, one forward of B x 1 tokens per
+    step; without, the whole (B, T) sequence again every step (the same ids, for tests and timing)."""
+    device = next(model.parameters()).device
+    if len({len(p) for p in prompts}) != 1:
+        raise ValueError("generate_batch needs prompts of one length; group them by length first")
+    if len(prompts[0]) + max_new_tokens > model.cfg.block_size:
+        raise ValueError(f"prompt of {len(prompts[0])} + {max_new_tokens} new tokens > block_size {model.cfg.block_size}")
+    gen = gen or torch.Generator(device=device).manual_seed(0)
+    seq = torch.tensor(prompts, device=device)  # (B, Tp)
+    cache = KVCache(model.cfg.n_layer) if use_cache else None
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    inp = seq
+    for _ in range(max_new_tokens):
+        logits, _ = model(inp, cache=cache)  # (B, 1, vocab): the last position
+        tok = next_token(logits[:, -1, :], temperature, top_k, None, gen)  # (B, 1)
+        seq = torch.cat([seq, tok], dim=1)
+        inp = tok if use_cache else seq
+        if stop_id is not None:
+            done |= tok[:, 0] == stop_id
+            if bool(done.all()):
+                break
+    out = []
+    for row in seq[:, len(prompts[0]):].tolist():
+        out.append(row[: row.index(stop_id) + 1] if stop_id in row else row)
+    return out
+
+
 def generate(ckpt_dir: str, prompt: str = "", max_new_tokens: int = 100, temperature: float = 0.8,
              top_k: int | None = 50, top_p: float | None = None, seed: int = 0, device: str = "auto") -> str:
     """The checkpoint's continuation of `prompt` (not including the prompt)."""
@@ -86,3 +118,15 @@ def generate(ckpt_dir: str, prompt: str = "", max_new_tokens: int = 100, tempera
     ids = [bos] + tok.encode(prompt, add_special_tokens=False).ids
     new = generate_ids(model, ids, max_new_tokens, temperature, top_k, top_p, seed, stop_id=bos)
     return tok.decode(new, skip_special_tokens=False)
+
+
+def chat_reply(ckpt_dir: str, user_text: str, max_new_tokens: int = 40, temperature: float = 0.0,
+               top_k: int | None = None, seed: int = 0, device: str = "auto") -> str:
+    """A chat checkpoint's (sft, rl) reply to one user message, up to its <|end|>."""
+    from tokenmill.train import checkpoint
+    from tokenmill.train.chat import ChatFormat
+
+    model, ckpt, tok = checkpoint.load(ckpt_dir, resolve_device(device))
+    chat = ChatFormat(tok, int(ckpt["bos_id"]))
+    new = generate_ids(model, chat.prompt(user_text), max_new_tokens, temperature, top_k, None, seed, stop_id=chat.end)
+    return chat.reply(new)

@@ -1,0 +1,157 @@
+"""The pieces of sft, rm and rl on their own: the chat format and its loss mask, packing, the
+Bradley–Terry loss, group advantages, the policy-gradient loss, KV-cache sampling, the task data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from helpers import need
+
+torch = need("torch")
+
+from tokenmill.tokenize import train_bpe  # noqa: E402
+from tokenmill.train import rl, sft, tasks  # noqa: E402
+from tokenmill.train.chat import (  # noqa: E402
+    ASSISTANT, END, USER, ChatFormat, DataError, add_chat_tokens, read_conversations, read_preferences)
+from tokenmill.train.model import GPT, GPTConfig  # noqa: E402
+from tokenmill.train.rm import bradley_terry_loss  # noqa: E402
+from tokenmill.train.sample import generate_batch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def chat():
+    tok = train_bpe(["What is 3 + 5? The answer is 8. cat dog red"] * 20, vocab_size=300)
+    base = tok.get_vocab_size(with_added_tokens=True)
+    tok = add_chat_tokens(add_chat_tokens(tok))  # twice: idempotent
+    assert tok.get_vocab_size(with_added_tokens=True) == base + 3
+    assert [tok.token_to_id(t) for t in (USER, ASSISTANT, END)] == [base, base + 1, base + 2]
+    return ChatFormat(tok, bos_id=tok.token_to_id("<|bos|>"))
+
+
+def test_render_masks_only_assistant_tokens_and_their_end(chat):
+    msgs = [{"role": "user", "content": "What is 3 + 5?"}, {"role": "assistant", "content": "8"},
+            {"role": "user", "content": "<|user|> cat"}, {"role": "assistant", "content": "dog red"}]
+    ids, mask = chat.render(msgs)
+    assert len(ids) == len(mask) and ids[:2] == [chat.bos, chat.user]
+    # the masked tokens are exactly each assistant reply followed by <|end|>
+    spans, cur = [], []
+    for i, m in zip(ids, mask):
+        if m:
+            cur.append(i)
+        elif cur:
+            spans.append(cur)
+            cur = []
+    spans.append(cur)
+    assert spans == [chat.encode("8") + [chat.end], chat.encode("dog red") + [chat.end]]
+    assert ids.count(chat.user) == 2  # the literal "<|user|>" in a message stays text
+    assert chat.prompt("What is 3 + 5?") == ids[: ids.index(chat.assistant) + 1]
+    assert chat.reply(chat.encode("8") + [chat.end] + chat.encode("junk")) == "8"
+
+
+def test_jsonl_errors_name_the_file_and_line(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_conversations(str(tmp_path / "nope.jsonl"))
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="holds no conversations"):
+        read_conversations(str(tmp_path / "empty.jsonl"))
+    good = json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})
+    (tmp_path / "bad.jsonl").write_text(good + "\n{oops\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not JSON"):
+        read_conversations(str(tmp_path / "bad.jsonl"))
+    (tmp_path / "role.jsonl").write_text(json.dumps({"messages": [{"role": "system", "content": "x"}]}) + "\n")
+    with pytest.raises(DataError, match="role.jsonl:1: each message needs a role"):
+        read_conversations(str(tmp_path / "role.jsonl"))
+    (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": "a", "chosen": "b"}) + "\n")
+    with pytest.raises(DataError, match=r'p.jsonl:1: expected \{"prompt"'):
+        read_preferences(str(tmp_path / "p.jsonl"))
+
+
+def test_packing_keeps_conversations_whole_and_apart():
+    """Two sequences packed in one row give the same features as each alone (own positions, no cross attention)."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=16)).eval()
+    a, b = [1, 5, 6, 7, 8], [1, 9, 3, 2]
+    examples = [(a, [0, 0, 1, 1, 1]), (b, [0, 0, 1, 1]), ([1] + [4] * 9, [0] * 10)]
+    rows = sft.pack_in_order(examples, T=11)
+    assert [len(r) for r in rows] == [2, 1]  # the third does not fit beside the first two
+    x, y, mask, seg = sft.to_batch(rows, T=11, pad_id=0, device="cpu")
+    assert x.shape == (2, 11) and y[0, :4].tolist() == a[1:] and mask[0, :4].tolist() == [0, 1, 1, 1]
+    with torch.no_grad():
+        packed = m.features(x, segments=seg)
+        alone_a, alone_b = m.features(torch.tensor([a])), m.features(torch.tensor([b]))
+    assert torch.allclose(packed[0, :5], alone_a[0], atol=1e-5)
+    assert torch.allclose(packed[0, 5:9], alone_b[0], atol=1e-5)
+
+
+def test_grow_vocab_keeps_the_old_rows_and_the_tied_head():
+    m = GPT(GPTConfig(vocab_size=30, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    old = m.wte.weight.detach().clone()
+    m.grow_vocab(33)
+    assert m.wte.weight.shape == (33, 8) and torch.equal(m.wte.weight[:30], old)
+    assert m.lm_head.weight is m.wte.weight and m.cfg.vocab_size == 33
+    assert m(torch.tensor([[1, 32]]))[0].shape == (1, 1, 33)
+
+
+def test_bradley_terry_loss():
+    r = torch.tensor([0.3, -1.0])
+    assert bradley_terry_loss(r, r).item() == pytest.approx(math.log(2))  # cannot tell them apart
+    assert bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0])).item() == pytest.approx(math.log(1 + math.exp(-2)))
+    assert bradley_terry_loss(torch.tensor([5.0]), torch.tensor([0.0])) < bradley_terry_loss(torch.tensor([0.0]), torch.tensor([5.0]))
+
+
+def test_group_advantages_are_reward_minus_group_mean():
+    adv = rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 3.0]]))
+    assert adv.tolist() == [[0.5, -0.5, -0.5, 0.5], [0.0] * 4, [-0.75, -0.75, -0.75, 2.25]]
+
+
+def test_policy_gradient_loss_raises_the_better_answer_only_on_answer_tokens():
+    logp = torch.log(torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]])).requires_grad_(True)
+    mask = torch.tensor([[0.0, 1.0, 1.0], [0.0, 1.0, 0.0]])  # prompt target, answer targets, padding
+    loss, kl = rl.pg_loss(logp, logp.detach(), torch.tensor([1.0, -1.0]), mask, clip=0.2)
+    loss.backward()
+    assert kl == 0.0 and loss.item() == pytest.approx(-1 / 3)  # (-1 - 1 + 1) / 3 answer tokens
+    assert torch.allclose(logp.grad, torch.tensor([[0, -1 / 3, -1 / 3], [0, 1 / 3, 0]]))
+    # clipping: a ratio already above 1 + clip gets no more push for a positive advantage
+    loss, _ = rl.pg_loss(logp.detach() + 1.0, logp.detach(), torch.tensor([1.0, 1.0]), mask, clip=0.2)
+    assert loss.item() == pytest.approx(-1.2)
+    # the KL term is zero at the reference and positive away from it
+    _, kl = rl.pg_loss(logp.detach(), logp.detach(), torch.zeros(2), mask, 0.2, ref_logp=logp.detach() - 0.5, kl_coef=0.1)
+    assert kl > 0
+
+
+def test_kv_cache_sampling_gives_the_same_answers_as_full_forwards():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16)).eval()
+    prompts = [[1, 7, 9, 3]] * 6
+    for temperature in (0.0, 1.0):
+        a = generate_batch(m, prompts, 12, temperature, gen=torch.Generator().manual_seed(5), stop_id=2)
+        b = generate_batch(m, prompts, 12, temperature, gen=torch.Generator().manual_seed(5), stop_id=2, use_cache=False)
+        assert a == b
+    assert all(len(x) <= 12 and (2 not in x or x[-1] == 2) for x in a)  # cut after the stop id
+    assert len({tuple(x) for x in a}) > 1  # sampled: the group's answers differ
+    with pytest.raises(ValueError, match="one length"):
+        generate_batch(m, [[1, 2], [1, 2, 3]], 4)
+
+
+def test_task_splits_are_disjoint_and_the_data_checks_out(tmp_path):
+    task = tasks.get_task("arithmetic")
+    splits = {s: task.problems(s) for s in ("sft", "rl", "heldout")}
+    assert sum(map(len, splits.values())) == len(task.all_problems())
+    prompts = {s: {p for p, _ in v} for s, v in splits.items()}
+    assert not (prompts["heldout"] & prompts["sft"]) and not (prompts["heldout"] & prompts["rl"])
+    assert task.check(" 12 ", "12") and not task.check("The answer is 12.", "12")
+    paths = tasks.write_task_data(task, str(tmp_path))
+    convs = read_conversations(paths["sft"])
+    pairs = read_preferences(paths["prefs"])
+    assert len(convs) == len(pairs) == len(splits["sft"])
+    for p in pairs:
+        a, b = map(int, p["prompt"].removeprefix("What is ").rstrip("?").split(" + "))
+        assert p["chosen"] == str(a + b) and p["rejected"] != p["chosen"]
+    rev = tasks.get_task("reverse")
+    p, a = rev.problems("heldout")[0]
+    assert a.split() == p.split(": ")[1].split()[::-1]
+    with pytest.raises(ValueError, match="unknown task"):
+        tasks.get_task("chess")
