@@ -66,11 +66,16 @@ def cmd_run(args) -> int:
     from tokenmill.manifests.inspect import describe
     from tokenmill.pipeline import ConfigChanged, run_pipeline
 
+    from tokenmill.readers import InputUnavailable
+
     try:
         cfg = load(args.config, overrides=_overrides(args))
     except ConfigError as e:
         print(f"tokenmill: bad config: {e}", file=sys.stderr)
         return 2
+    except InputUnavailable as e:
+        print(f"tokenmill: input unavailable: {e}; nothing was run, try again later", file=sys.stderr)
+        return 1
     try:
         summary = run_pipeline(cfg, force=args.force, progress=not args.no_progress, retry_failed=args.retry_failed)
     except ConfigChanged as e:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from tokenmill import stages as stage_registry
-from tokenmill.readers import InputConfig, expand_paths
+from tokenmill.readers import InputConfig, InputUnavailable, expand_paths
 
 
 class ConfigError(ValueError):
@@ -113,6 +113,8 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
     if check_inputs:
         try:
             expand_paths(input_cfg)
+        except InputUnavailable:
+            raise  # the server is there but did not answer in time: not the config's fault (exit 1)
         except (FileNotFoundError, OSError) as e:
             raise ConfigError(f"{source}: {e}") from None
     return cfg

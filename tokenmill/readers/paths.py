@@ -101,7 +101,9 @@ def expand_paths(cfg: InputConfig) -> list[str]:
                 raise FileNotFoundError(f"input.paths[{i}]: listing {pattern!r} does not exist (HTTP {e.status})") from None
             except FileNotFoundError:
                 raise FileNotFoundError(f"input.paths[{i}]: listing {pattern!r} does not exist") from None
-            except OSError as e:  # unavailable after retries, or refused: say which, never "does not exist"
+            except remote.InputUnavailable as e:  # retried until the limit: say so, never "does not exist"
+                raise remote.InputUnavailable(f"input.paths[{i}]: listing {pattern!r}: {e}", e.url, e.status) from None
+            except OSError as e:  # refused, or another I/O error
                 raise OSError(f"input.paths[{i}]: listing {pattern!r}: {e}") from None
         elif any(ch in pattern for ch in "*?["):
             hits = storage.glob(pattern)
