@@ -1,0 +1,261 @@
+"""`tokenmill report RUN`: the run in pictures, one self-contained `RUN/report.html`.
+
+In: a run directory (manifests, docs/, removed/<stage>/, tokens/manifest.parquet). Out:
+report.html with inline SVG charts and CSS only (no script, font or network), so it opens
+offline and can be mailed: the funnel, drop reasons with example URLs, languages, document
+lengths before and after quality filtering, every thresholded score with its threshold drawn,
+duplicate cluster sizes, PII replacements, tokens per shard and split, time per stage and
+step, retries and failures, the resolved config.
+
+Aggregates only: counts come from the manifests; distributions from the documents' columns,
+reading at most `max_parts` part files per directory (evenly spread; the report says when it
+sampled). The demo run's report is ~0.1 MB; the report grows with the number of rules and
+stages, not with documents. collect() is the data (JSON-able), report_html.render() the page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tokenmill import storage
+from tokenmill.manifests import docsets
+from tokenmill.manifests.inspect import stage_table
+from tokenmill.manifests.store import read_tasks
+
+log = logging.getLogger(__name__)
+
+MAX_PARTS = 256  # part files read per directory for distributions
+BINS = 30
+COLUMNS = ["url", "text", "language", "language_score", "scores", "reason"]
+
+
+class Place:
+    """The documents of one directory, as arrays: where they ended, their lengths, scores."""
+
+    def __init__(self, stage: str | None, directory: str, max_parts: int):
+        self.stage = stage
+        files, self.total_parts = docsets.part_files(directory, max_parts)
+        self.read_parts = len(files)
+        tables = [docsets.read(f, COLUMNS) for f in files]
+        t = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+        self.n = t.num_rows
+        col = lambda name: t.column(name) if name in t.column_names else pa.nulls(self.n)  # noqa: E731
+        self.length = np.asarray(pc.fill_null(pc.utf8_length(col("text").cast(pa.string())), -1).to_numpy(
+            zero_copy_only=False), dtype=np.int64) if self.n else np.zeros(0, np.int64)
+        self.language = col("language").cast(pa.string()).to_pylist()
+        self.language_score = np.asarray(col("language_score").cast(pa.float64()).to_numpy(zero_copy_only=False),
+                                         dtype=float) if self.n else np.zeros(0)
+        self.reason = col("reason").cast(pa.string()).to_pylist() if stage is not None else [None] * self.n
+        self.urls = col("url").cast(pa.string()).to_pylist()
+        self.scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (rows, values)
+        if self.n and "scores" in t.column_names:
+            lst = t.column("scores").combine_chunks()
+            flat = pc.list_flatten(lst)
+            if len(flat):
+                parents = pc.list_parent_indices(lst).to_numpy()
+                names = pc.dictionary_encode(flat.field("name")).combine_chunks() if isinstance(
+                    flat, pa.ChunkedArray) else pc.dictionary_encode(flat.field("name"))
+                codes = names.indices.to_numpy(zero_copy_only=False)
+                values = flat.field("value").to_numpy(zero_copy_only=False)
+                for k, name in enumerate(names.dictionary.to_pylist()):
+                    m = codes == k
+                    self.scores[name] = (parents[m], values[m])
+
+
+def _hist(values: np.ndarray, lo: float, hi: float, bins: int = BINS, log_x: bool = False):
+    edges = np.geomspace(lo, hi, bins + 1) if log_x else np.linspace(lo, hi, bins + 1)
+    return edges, lambda v: np.histogram(np.clip(v, lo, hi), bins=edges)[0].astype(int).tolist()
+
+
+def _axis(values: np.ndarray, thresholds: list[float]) -> tuple[float, float, bool]:
+    """(lo, hi, overflow): the axis shows 99% of the values and the thresholds near them."""
+    lo = min(0.0, float(values.min()))
+    q = float(np.quantile(values, 0.99))
+    near = [t for t in thresholds if t <= max(q, 1e-9) * 20]
+    hi = max([q] + [t * 1.25 for t in near] + [float(values.max()) if q == float(values.max()) else q])
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi, bool((values > hi).any())
+
+
+def score_charts(places: list[Place], rules: list[docsets.RuleView], drops: dict[str, Counter]) -> list[dict]:
+    """One chart per thresholded score: its documents as kept / dropped by this score's rule /
+    dropped by another rule of the stage, on bins that show the threshold."""
+    by_score: dict[tuple[str, str], list[docsets.RuleView]] = defaultdict(list)
+    for r in rules:
+        by_score[(r.stage, r.score)].append(r)
+    charts = []
+    for (stage, score), rs in by_score.items():
+        reasons = {r.reason for r in rs}
+        series = {"kept": [], "dropped by this rule": [], f"dropped by another {stage} rule": []}
+        after = places_after(places, stage)
+        for p in places:
+            if not (p.stage is None or p.stage == stage or p.stage in after):
+                continue
+            if score == "language_score":
+                rows = np.nonzero(~np.isnan(p.language_score))[0]
+                vals = p.language_score[rows]
+            elif score in p.scores:
+                rows, vals = p.scores[score]
+            else:
+                continue
+            if p.stage == stage:
+                mine = np.array([p.reason[i] in reasons for i in rows], dtype=bool)
+                series["dropped by this rule"].append(vals[mine])
+                series[f"dropped by another {stage} rule"].append(vals[~mine])
+            else:
+                series["kept"].append(vals)
+        arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in series.items()}
+        allv = np.concatenate(list(arrays.values()))
+        if not len(allv):
+            continue
+        thresholds = [r.threshold for r in rs]
+        lo, hi, overflow = _axis(allv, thresholds)
+        edges, count = _hist(allv, lo, hi)
+        charts.append({
+            "stage": stage, "score": score, "documents": int(len(allv)),
+            "dropped_by_rule": sum(drops.get(stage, Counter())[r] for r in reasons),
+            "reasons": sorted(reasons), "edges": edges.tolist(), "overflow": overflow,
+            "series": [(k, count(v)) for k, v in arrays.items()],
+            "thresholds": [(r.threshold, r.text()) for r in rs],
+        })
+    charts.sort(key=lambda c: (c["stage"] != "language", -c["dropped_by_rule"], c["score"]))
+    return charts
+
+
+def places_after(places: list[Place], stage: str) -> set[str]:
+    names = [p.stage for p in places if p.stage is not None]
+    return set(names[names.index(stage) + 1:]) if stage in names else set()
+
+
+def collect(run_dir: str, max_parts: int = MAX_PARTS) -> dict:
+    """Everything the report draws, aggregated (JSON-able)."""
+    run_dir = run_dir.rstrip("/")
+    if not storage.exists(storage.join(run_dir, "manifest")):
+        raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
+    run, table = stage_table(run_dir)
+    cfg = docsets.config_of(run)
+    stages = docsets.doc_stages(run)
+    rules = docsets.rules(run)
+    maps = [r for r in table if not r["global"]]
+    drops = {r["stage"]: Counter(r["drops"]) for r in table}
+    counters: Counter = Counter()
+    for r in table:
+        counters.update(r["counters"])
+
+    places = [Place(s, d, max_parts) for s, d in docsets.places(run_dir, run)]
+    sampled = [(p.stage or "docs", p.read_parts, p.total_parts) for p in places if p.read_parts < p.total_parts]
+
+    funnel = []
+    if maps:
+        funnel.append(("records read", maps[0]["docs_in"]))
+        funnel += [(r["stage"], r["docs_out"]) for r in maps]
+
+    examples: dict[str, dict[str, list[str]]] = {}
+    for p in places:
+        if p.stage is None:
+            continue
+        ex: dict[str, list[str]] = defaultdict(list)
+        for url, reason in zip(p.urls, p.reason):
+            if url and len(ex[reason]) < 3 and url[:160] not in ex[reason]:
+                ex[reason].append(url[:160])
+        examples[p.stage] = dict(ex)
+
+    languages: dict[str, Counter] = defaultdict(Counter)
+    if "language" in stages:
+        for p in places:
+            if p.stage in (None, *stages[stages.index("language"):]):
+                for lang in p.language:
+                    languages[lang or "none"]["dropped" if p.stage == "language" else "kept"] += 1
+
+    lengths = None
+    qstage = "quality" if "quality" in stages else None
+    pop = [p for p in places if p.stage is None or qstage is None or p.stage in (qstage, *places_after(places, qstage))]
+    lens = [(p.length[p.length >= 0], p.stage == qstage and qstage is not None) for p in pop]
+    allv = np.concatenate([v for v, _ in lens]) if lens else np.zeros(0)
+    if len(allv):
+        lo = max(1.0, (float(allv.min()) + 1) / 1.2)
+        edges, count = _hist(allv + 1, lo, max(float(allv.max() + 1) * 1.01, lo * 10), log_x=True)
+        kept = np.concatenate([v for v, d in lens if not d] or [np.zeros(0)])
+        dropped = np.concatenate([v for v, d in lens if d] or [np.zeros(0)])
+        lengths = {"edges": edges.tolist(), "stage": qstage, "series": [
+            ("kept" if qstage else "documents", count(kept + 1)), (f"dropped by {qstage}", count(dropped + 1))],
+            "median_before": float(np.median(allv)), "median_after": float(np.median(kept)) if len(kept) else None}
+
+    clusters = sorted(((int(k.split(".", 1)[1]), v) for k, v in counters.items()
+                       if k.startswith("cluster_size.") and k.split(".", 1)[1].isdigit()))
+    pii = {k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("pii.") and k != "pii.documents_changed"}
+
+    tokens = []
+    tpath = storage.join(run_dir, "tokens", "manifest.parquet")
+    if storage.exists(tpath):
+        tokens = [{k: r.get(k) for k in ("shard", "split", "tokens", "documents", "dtype", "vocab_size")}
+                  for r in storage.read_table(tpath).to_pylist()]
+
+    return {
+        "run_dir": run_dir,
+        "run": {k: (str(v) if v is not None else None) for k, v in run.items() if k not in ("config", "failures")},
+        "failures": run.get("failures") or [],
+        "config": cfg,
+        "stages": stages,
+        "table": table,
+        "funnel": funnel,
+        "examples": examples,
+        "languages": {k: dict(v) for k, v in sorted(languages.items(), key=lambda kv: -sum(kv[1].values()))},
+        "lengths": lengths,
+        "scores": score_charts(places, rules, drops),
+        "clusters": clusters,
+        "duplicates": {k: counters.get(k, 0) for k in ("exact_duplicates", "near_duplicates", "clusters")},
+        "pii": pii,
+        "pii_documents": counters.get("pii.documents_changed", 0),
+        "tokens": tokens,
+        "steps": step_times(run_dir, run),
+        "sampled": sampled,
+    }
+
+
+def step_times(run_dir: str, run: dict) -> list[dict]:
+    """Per step of the latest invocation: tasks, attempts, retries, failures, workers, wall seconds."""
+    steps = json.loads(run["steps"])
+    hashes = {s["hash"]: s for s in steps}
+    rows = [r for r in read_tasks(run_dir).select(
+        ["run_id", "step_hash", "task_id", "status", "attempt", "worker", "started", "finished", "docs_in", "stage",
+         "step_name"]).to_pylist() if r["step_hash"] in hashes]
+    out = []
+    for s in steps:
+        mine = [r for r in rows if r["step_hash"] == s["hash"]]
+        now = [r for r in mine if r["run_id"] == run["run_id"]] or mine
+        attempts = {(r["task_id"], r["run_id"], r["attempt"]): r for r in mine}
+        per_task = Counter(t for t, _, _ in attempts)
+        done = {r["task_id"] for r in mine if r["status"] == "done"}
+        failed_attempts = sum(1 for r in attempts.values() if r["status"] == "failed")
+        wall = (max(r["finished"] for r in now) - min(r["started"] for r in now)).total_seconds() if now else 0.0
+        first_part = s["name"].split("+")[0]
+        docs = sum(r["docs_in"] or 0 for r in now if r["status"] == "done" and r["stage"] == first_part) \
+            if s["kind"] == "map" else 0
+        out.append({
+            "step": s["step"], "name": s["name"], "kind": s["kind"], "tasks": len(per_task), "done": len(done),
+            "attempts": len(attempts), "retried": sum(1 for n in per_task.values() if n > 1),
+            "failed_attempts": failed_attempts, "failed": len(set(per_task) - done),
+            "workers": len({r["worker"] for r in mine if r["worker"]}), "wall_seconds": round(wall, 2),
+            "docs_per_second": round(docs / wall, 1) if docs and wall > 0 else None,
+        })
+    return out
+
+
+def write_report(run_dir: str, max_parts: int = MAX_PARTS) -> str:
+    """Write RUN/report.html (atomically); returns its path."""
+    from tokenmill.manifests.report_html import render
+
+    page = render(collect(run_dir, max_parts))
+    url = storage.join(run_dir.rstrip("/"), "report.html")
+    with storage.atomic_write(url) as f:
+        f.write(page.encode("utf-8"))
+    log.info("wrote %s (%d bytes)", url, len(page))
+    return url
