@@ -137,7 +137,10 @@ def decided_by(run_rules: list[RuleView], stage: str, reason: str | None, row: d
         hits = [r for r in hits if r.fails(values[r.score])] or hits
         return [_said(r, values[r.score]) for r in hits]
     margin = sorted(mine, key=lambda r: abs(values[r.score] - r.threshold) / (abs(r.threshold) or 1.0))
-    return [_said(r, values[r.score]) for r in margin[:4]]
+    nearest = {}
+    for r in margin:
+        nearest.setdefault(r.score, r)
+    return [_said(r, values[r.score]) for r in list(nearest.values())[:4]]
 
 
 def _said(r: RuleView, value: float) -> dict:

@@ -29,13 +29,15 @@ def stats_fields(s: StageStats) -> dict:
 
 def attempt_rows(base: dict, *, ok: bool, stats: list[StageStats] = (), outputs: list[str] = (),
                  bytes_out: int = 0, checksum: str | None = None, checksums: list[str] | None = None,
+                 output_ids: list[str] | None = None,
                  error: str | None = None, stage: str | None = None) -> list[dict]:
     """`base`: the fields every row of the attempt shares (run_id, step, task_id, attempt, inputs,
     worker, started, finished, seconds...). `stage`, when given, names every row (global tasks)."""
     if not ok:
         return [dict(base, status="failed", stage=stage, error=error)]
     done = dict(base, status="done", outputs=list(outputs), bytes_out=bytes_out, checksum=checksum,
-                checksums=list(checksums) if checksums is not None else None)
+                checksums=list(checksums) if checksums is not None else None,
+                output_ids=list(output_ids) if output_ids is not None else None)
     rows = [dict(done, **stats_fields(s)) for s in stats] or [dict(done)]
     for row in rows:
         row["stage"] = stage or row.get("stage")

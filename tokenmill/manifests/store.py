@@ -30,6 +30,7 @@ TASK_SCHEMA = pa.schema(
         ("input_key", pa.string()),
         ("outputs", pa.list_(pa.string())),
         ("checksums", pa.list_(pa.string())),  # sha256 of each output, in the order of `outputs`
+        ("output_ids", pa.list_(pa.string())),  # size + mtime (or ETag) of each output when written
         ("docs_in", pa.int64()),
         ("docs_out", pa.int64()),
         ("drops", COUNTS),  # reason -> documents (or records) dropped by this stage

@@ -2,7 +2,9 @@
 
 Resume. A task is skipped only when the manifest has a done row for it with the same step hash
 (its stages' configs and everything upstream) and the same input key (what it consumed), and
-its outputs are still there with the checksums recorded. Input keys:
+its outputs are still there as recorded: an output whose size and mtime (ETag on object stores)
+are unchanged is trusted; one that changed is hashed and must have its recorded sha256
+(`tokenmill verify` hashes every output). Input keys:
     step 0 (reader)        the shard's file identity: size + mtime on disk, ETag on a server
     a later map step       the checksum of the upstream part it reads (+ the global step's key)
     a global step's tasks  one key for the step: the checksums of all the parts it reads
@@ -123,6 +125,7 @@ class Done:
 
     outputs: list[str]
     checksums: list[str | None]
+    ids: list[str | None]  # storage.identity of each output when written
 
 
 class Runner:
@@ -147,7 +150,8 @@ class Runner:
 
     def _load_done(self) -> None:
         table = read_tasks(self.run_dir)
-        cols = ["step", "step_hash", "task_id", "status", "input_key", "outputs", "checksums", "run_id", "finished"]
+        cols = ["step", "step_hash", "task_id", "status", "input_key", "outputs", "checksums", "output_ids", "run_id",
+                "finished"]
         rows = [r for r in table.select([c for c in cols if c in table.column_names]).to_pylist()]
         run_status = {r["run_id"]: r["status"] for r in read_runs(self.run_dir).select(["run_id", "status"]).to_pylist()}
         latest: dict[tuple, dict] = {}
@@ -162,7 +166,7 @@ class Runner:
             if r["status"] == "done":
                 outs = list(r.get("outputs") or [])
                 sums = list(r.get("checksums") or [None] * len(outs))
-                self.done[k] = Done(outs, sums)
+                self.done[k] = Done(outs, sums, list(r.get("output_ids") or [None] * len(outs)))
             elif run_status.get(r["run_id"]) == "done":  # failed within the limit of a run that finished
                 self.failed_before[k] = "failed in an earlier run"
         for step in self.plan:
@@ -176,11 +180,13 @@ class Runner:
 
     def _problem(self, rec: Done, skip_under: str | None = None) -> str | None:
         """Why a done task's outputs cannot be trusted (missing, or not the bytes recorded), or None."""
-        for out, want in zip(rec.outputs, rec.checksums):
+        for out, want, ident in zip(rec.outputs, rec.checksums, rec.ids):
             if skip_under and out.startswith(skip_under + "/"):
                 continue
             if not storage.exists(out):
                 return f"{out} is missing"
+            if ident is not None and storage.identity(out) == ident:
+                continue  # untouched since it was written: no need to read it
             if want and storage.sha256_file(out) != want:
                 return f"{out} does not match its recorded checksum"
         return None
@@ -198,7 +204,7 @@ class Runner:
         if attempt.ok:
             res: TaskResult = attempt.result
             rows = attempt_rows(base, ok=True, stats=res.stats, outputs=res.outputs, bytes_out=res.bytes_out,
-                                checksum=res.checksum, checksums=res.checksums, stage=stage)
+                                checksum=res.checksum, checksums=res.checksums, output_ids=res.output_ids, stage=stage)
         else:
             rows = attempt_rows(base, ok=False, error=attempt.error, stage=stage)
             log.warning("task %s (%s) attempt %d failed%s: %s", task.task_id, ", ".join(ref.inputs), task.attempt,
@@ -251,8 +257,10 @@ class Runner:
             if a.ok:
                 results[a.task.task_id] = a.result
                 self.summary.done += 1
-                self.done[(a.task.task_id, step.hash, ref.key)] = Done(list(a.result.outputs),
-                                                                        list(a.result.checksums or []))
+                res = a.result
+                n = len(res.outputs)
+                self.done[(a.task.task_id, step.hash, ref.key)] = Done(
+                    list(res.outputs), list(res.checksums or [None] * n), list(res.output_ids or [None] * n))
             elif a.final:
                 self.summary.failed += 1
                 self.summary.failures.append({"task_id": a.task.task_id, "inputs": ref.inputs, "error": a.error,

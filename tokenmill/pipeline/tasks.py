@@ -85,7 +85,7 @@ def run_map_task(spec: MapTaskSpec) -> TaskResult:
         contexts.insert(0, read_ctx)
     checksums = [storage.sha256_file(o) for o in outputs]
     return TaskResult(stats=[c.stats for c in contexts], outputs=outputs, bytes_out=bytes_out,
-                      checksum=checksums[0], checksums=checksums)
+                      checksum=checksums[0], checksums=checksums, output_ids=[storage.identity(o) for o in outputs])
 
 
 def with_checksums(fn, *args) -> TaskResult:
@@ -94,4 +94,5 @@ def with_checksums(fn, *args) -> TaskResult:
     result = fn(*args)
     if result.checksums is None:
         result.checksums = [storage.sha256_file(o) for o in result.outputs]
+    result.output_ids = [storage.identity(o) for o in result.outputs]
     return result

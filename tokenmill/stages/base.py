@@ -111,6 +111,7 @@ class TaskResult:
     bytes_out: int = 0
     checksum: str | None = None  # sha256 of the main output, when the task knows it
     checksums: list[str] | None = None  # sha256 of each output (the pipeline fills it in when None)
+    output_ids: list[str] | None = None  # storage.identity of each output once written (size + mtime / ETag)
     value: Any = None  # anything else the orchestrating stage needs back
 
 
