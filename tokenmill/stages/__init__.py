@@ -11,6 +11,7 @@ REGISTRY: dict[str, str] = {
     "language": "tokenmill.stages.filter:LanguageStage",
     "quality": "tokenmill.stages.filter:QualityStage",
     "dedup": "tokenmill.stages.dedup:DedupStage",
+    "decontaminate": "tokenmill.stages.decontaminate:DecontaminateStage",
     "pii": "tokenmill.stages.filter:PiiStage",
     "tokenize": "tokenmill.stages.tokenize:TokenizeStage",
 }
