@@ -1,8 +1,11 @@
 """The `tokenmill` command. Thin: parses arguments, calls the library, prints, sets the exit code.
 
     tokenmill run CONFIG [--executor ray|local] [--workers N] [--ray-address A] [--force] [--retry-failed]
-    tokenmill inspect RUN [--failed]
+    tokenmill inspect RUN [--failed] [--json]
     tokenmill verify RUN
+    tokenmill report RUN                      write RUN/report.html: the run in charts
+    tokenmill sample RUN --stage S [--reason R] [-n 5] [--kept] [--seed 0] [--json]
+    tokenmill show RUN DOC_ID [--json]        one document's lineage, from its WARC record on
     tokenmill demo [--out DIR] [--executor ray|local] [--no-train]
     tokenmill train pretrain --tokens RUN/tokens [--out CKPT] [--steps N] [--preset tiny|demo|small|gpt2]
     tokenmill train sample --ckpt CKPT --prompt "..."
@@ -41,9 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-stage table of a run directory: tasks, documents, drop reasons")
     p.add_argument("run_dir")
     p.add_argument("--failed", action="store_true", help="list only the tasks that failed for good, with their errors")
+    p.add_argument("--json", action="store_true", help="the run record, steps (tasks done/pending) and stages as JSON")
 
     p = sub.add_parser("verify", help="check every output of a run against its manifests (checksums, counts)")
     p.add_argument("run_dir")
+
+    p = sub.add_parser("report", help="write RUN/report.html: funnel, drop reasons, scores and thresholds, tokens, time")
+    p.add_argument("run_dir")
+    p.add_argument("--out", help="where to write it (default RUN/report.html)")
+    p.add_argument("--max-parts", type=int, default=256, help="part files read per directory for distributions")
+
+    p = sub.add_parser("sample", help="print documents a stage dropped (or kept), to judge a filter")
+    p.add_argument("run_dir")
+    p.add_argument("--stage", required=True, help="the stage, e.g. quality, language, dedup, url_filter")
+    p.add_argument("--reason", help="only documents dropped for this reason (e.g. too_few_stop_words)")
+    p.add_argument("-n", type=int, default=5, help="how many documents (default 5)")
+    p.add_argument("--kept", action="store_true", help="documents the stage kept, not dropped")
+    p.add_argument("--seed", type=int, default=0, help="which random documents (default 0: the same each time)")
+    p.add_argument("--lines", type=int, default=8, help="lines of text per document (default 8)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts (full text, every score)")
+
+    p = sub.add_parser("show", help="one document's lineage: WARC record, text, what each stage did")
+    p.add_argument("run_dir")
+    p.add_argument("doc_id")
+    p.add_argument("--lines", type=int, default=30, help="lines of text to print (default 30)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
 
     p = sub.add_parser("demo", help="generate a small crawl, run the default recipe, train a tiny model on it")
     p.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
@@ -82,6 +107,7 @@ def cmd_run(args) -> int:
         print(f"tokenmill: {e}", file=sys.stderr)
         return 2
     print(describe(cfg.output))
+    _write_report(cfg)
     if not summary.ok:
         print(f"tokenmill: {summary.one_line()}", file=sys.stderr)
         return 1
@@ -90,13 +116,65 @@ def cmd_run(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from tokenmill.manifests.inspect import describe, describe_failed
+    from tokenmill.manifests.inspect import describe, describe_failed, describe_json
 
     try:
-        print(describe_failed(args.run_dir) if args.failed else describe(args.run_dir))
+        if args.json:
+            print(describe_json(args.run_dir))
+        else:
+            print(describe_failed(args.run_dir) if args.failed else describe(args.run_dir))
     except FileNotFoundError as e:
         print(f"tokenmill: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _write_report(cfg) -> None:
+    """RUN/report.html at the end of every run (executor.report: false turns it off). A report
+    that cannot be written is said on stderr; it never changes the run's exit status."""
+    if not getattr(cfg.executor, "report", True):
+        return
+    from tokenmill.manifests.report import write_report
+
+    try:
+        print(f"report: {write_report(cfg.output)}")
+    except (OSError, ValueError, KeyError) as e:
+        print(f"tokenmill: could not write the report: {e}", file=sys.stderr)
+
+
+def cmd_report(args) -> int:
+    from tokenmill.manifests.report import write_report
+
+    try:
+        url = write_report(args.run_dir, max_parts=args.max_parts, out=args.out)
+    except FileNotFoundError as e:
+        print(f"tokenmill: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {url}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from tokenmill.manifests.sample import SampleError, format_sample, sample, to_json
+
+    try:
+        docs = sample(args.run_dir, args.stage, args.reason, n=args.n, kept=args.kept, seed=args.seed)
+    except (FileNotFoundError, SampleError) as e:
+        print(f"tokenmill: {e}", file=sys.stderr)
+        return 2
+    print(to_json(docs) if args.json else format_sample(docs, args.stage, args.kept, lines=args.lines))
+    return 0
+
+
+def cmd_show(args) -> int:
+    from tokenmill.manifests.show import DocNotFound, format_lineage, lineage, to_json
+
+    try:
+        d = lineage(args.run_dir, args.doc_id)
+    except (FileNotFoundError, DocNotFound) as e:
+        print(f"tokenmill: {e}", file=sys.stderr)
+        return 2
+    print(to_json(d) if args.json else format_lineage(d, text_lines=args.lines))
     return 0
 
 
@@ -131,6 +209,7 @@ def cmd_demo(args) -> int:
     cfg = from_dict(raw, source="tokenmill demo", overrides=_overrides(args))
     summary = run_pipeline(cfg, force=True, progress=not args.no_progress)
     print(describe(cfg.output))
+    _write_report(cfg)
     print(summary.one_line())
     if not summary.ok:
         return 1
@@ -159,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         from tokenmill.train.cli import run_train
 
         return run_train(args)
+    if args.command in ("report", "sample", "show"):
+        return {"report": cmd_report, "sample": cmd_sample, "show": cmd_show}[args.command](args)
     return {"run": cmd_run, "inspect": cmd_inspect, "verify": cmd_verify, "demo": cmd_demo}[args.command](args)
 
 

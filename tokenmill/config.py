@@ -39,6 +39,7 @@ class ExecutorConfig:
     workers: int | None = None  # parallel tasks at most; None: the cluster's CPUs
     max_attempts: int = 3  # a task that fails this many times fails for good
     keep_removed: bool = True  # write dropped documents to removed/<stage>/
+    report: bool = True  # write RUN/report.html (the run in charts) at the end of `tokenmill run`
     # Map tasks that may fail for good before the run fails: a count (0: none), or a fraction of a
     # step's tasks (0.01: 1%). Their shards are left out of the rest of the run, and said so.
     max_failed_tasks: int | float = 0

@@ -1,7 +1,11 @@
-"""`tokenmill inspect RUN`: per stage, what the run did — from the manifests alone.
+"""`tokenmill inspect RUN [--json]`: per stage, what the run did — from the manifests alone.
 
 Rows of the latest invocation's steps (by step hash) are counted: tasks done and failed,
-documents in and out, and the most frequent drop reasons.
+documents in and out, and the most frequent drop reasons. It works while a run is in progress:
+task rows are files written atomically, so only committed attempts are read; per step it says
+tasks done, failed and pending. A step's task count comes from the driver's progress file
+(`RUN/manifest/progress/<run_id>.json`, written by pipeline/progress.py as each batch of tasks
+starts); a step that has not started yet has none ("pending: not started").
 """
 
 from __future__ import annotations
@@ -18,6 +22,52 @@ def latest_run(run_dir: str) -> dict:
     if not runs:
         raise FileNotFoundError(f"{run_dir}: no run record in manifest/runs; is this a tokenmill run directory?")
     return max(runs, key=lambda r: (r["started"], r["run_id"]))
+
+
+def progress_path(run_dir: str, run_id: str) -> str:
+    return storage.join(run_dir, "manifest", "progress", f"{run_id}.json")
+
+
+def read_progress(run_dir: str, run_id: str) -> dict | None:
+    """A run's progress file (task totals per batch of tasks), or None (an older run, or not written yet)."""
+    path = progress_path(run_dir, run_id)
+    if not storage.exists(path):
+        return None
+    fs, p = storage.fs_and_path(path)
+    with fs.open(p, "rb") as f:
+        try:
+            return json.loads(f.read())
+        except ValueError:
+            return None
+
+
+def step_status(run_dir: str, run: dict) -> list[dict]:
+    """Per step of the latest run: tasks done, failed for good, retrying, pending (None: unknown)."""
+    steps = json.loads(run["steps"])
+    max_attempts = (json.loads(run["config"]).get("executor") or {}).get("max_attempts", 1) if run.get("config") else 1
+    rows = read_tasks(run_dir).select(["step_hash", "task_id", "status", "attempt", "run_id"]).to_pylist()
+    prog = (read_progress(run_dir, run["run_id"]) or {}).get("steps", {})
+    out = []
+    for s in steps:
+        mine = [r for r in rows if r["step_hash"] == s["hash"]]
+        done = {r["task_id"] for r in mine if r["status"] == "done"}
+        tries = Counter(r["task_id"] for r in mine if r["status"] == "failed" and r["run_id"] == run["run_id"])
+        failed = {t for t, n in tries.items() if t not in done and n >= max_attempts}
+        retrying = {t for t in tries if t not in done and t not in failed}
+        batches = [b for b in prog.values() if b["step"] == s["step"]]
+        total = sum(b["tasks"] for b in batches) if batches else None
+        if total is not None or run["status"] != "running":
+            total = max(total or 0, len(done | failed)) or None
+        if run["status"] != "running":
+            state = "failed" if failed else "done" if done else "not run"
+        elif not batches:
+            state = "not started"
+        else:
+            state = "done" if all(b.get("closed") for b in batches) else "running"
+        pending = None if total is None else max(total - len(done) - len(failed), 0)
+        out.append({"step": s["step"], "name": s["name"], "kind": s["kind"], "state": state, "tasks": total,
+                    "done": len(done), "failed": len(failed), "retrying": len(retrying), "pending": pending})
+    return out
 
 
 def stage_table(run_dir: str) -> tuple[dict, list[dict]]:
@@ -104,11 +154,41 @@ def format_table(run: dict, table: list[dict], top: int = 3) -> str:
     return "\n".join(lines)
 
 
+def format_steps(status: list[dict]) -> str:
+    head = f"{'step':<5}{'name':<48}{'state':>14}{'done':>7}{'failed':>7}{'pending':>9}{'tasks':>7}"
+    lines = [head, "-" * len(head)]
+    for s in status:
+        name = s["name"] if len(s["name"]) <= 46 else s["name"][:45] + "…"
+        pending = "?" if s["pending"] is None else s["pending"]
+        tasks = "?" if s["tasks"] is None else s["tasks"]
+        extra = f"  ({s['retrying']} retrying)" if s["retrying"] else ""
+        lines.append(f"{s['step']:<5}{name:<48}{s['state']:>14}{s['done']:>7}{s['failed']:>7}{pending:>9}{tasks:>7}{extra}")
+    if any(s["pending"] is None for s in status):
+        lines.append("(?: the step has not started, so its task count is not known yet)")
+    return "\n".join(lines)
+
+
 def describe(run_dir: str) -> str:
     if not storage.exists(storage.join(run_dir, "manifest")):
         raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
     run, table = stage_table(run_dir)
-    return format_table(run, table)
+    text = format_table(run, table)
+    if run["status"] == "running":
+        text = f"run {run['run_id']} is in progress; steps so far:\n{format_steps(step_status(run_dir, run))}\n\n{text}"
+    return text
+
+
+def describe_json(run_dir: str) -> str:
+    """`inspect --json`: the run record (config parsed), steps with tasks done/pending, stages."""
+    if not storage.exists(storage.join(run_dir, "manifest")):
+        raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
+    run, table = stage_table(run_dir)
+    out = {k: v for k, v in run.items() if k not in ("config", "steps", "versions", "argv")}
+    for k in ("config", "versions", "argv"):
+        out[k] = json.loads(run[k]) if run.get(k) else None
+    out["steps"] = step_status(run_dir, run)
+    out["stages"] = table
+    return json.dumps(out, indent=2, default=str)
 
 
 def describe_failed(run_dir: str) -> str:

@@ -249,12 +249,12 @@ def step_times(run_dir: str, run: dict) -> list[dict]:
     return out
 
 
-def write_report(run_dir: str, max_parts: int = MAX_PARTS) -> str:
-    """Write RUN/report.html (atomically); returns its path."""
+def write_report(run_dir: str, max_parts: int = MAX_PARTS, out: str | None = None) -> str:
+    """Write RUN/report.html, or `out` (atomically); returns its path."""
     from tokenmill.manifests.report_html import render
 
     page = render(collect(run_dir, max_parts))
-    url = storage.join(run_dir.rstrip("/"), "report.html")
+    url = out or storage.join(run_dir.rstrip("/"), "report.html")
     with storage.atomic_write(url) as f:
         f.write(page.encode("utf-8"))
     log.info("wrote %s (%d bytes)", url, len(page))

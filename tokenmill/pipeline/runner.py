@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 
-from tqdm import tqdm
-
 from tokenmill import __version__, storage
 from tokenmill import stages as registry
 from tokenmill.config import PipelineConfig
@@ -43,6 +41,7 @@ from tokenmill.manifests import read_runs, read_tasks, write_run, write_task_row
 from tokenmill.manifests.rows import attempt_rows, utc
 from tokenmill.pipeline.executors import Attempt, ClusterLost, Task, make_executor
 from tokenmill.pipeline.plan import Step, build_plan
+from tokenmill.pipeline.progress import StepProgress
 from tokenmill.pipeline.tasks import MapTaskSpec, part_name, run_map_task, with_checksums
 from tokenmill.stages.base import GlobalJob, TaskResult
 
@@ -248,8 +247,8 @@ class Runner:
         if not todo:
             return results
         by_id = {ref.task.task_id: ref for ref in todo}
-        bar = tqdm(total=len(todo), desc=f"step {step.index} {label}", unit="task", disable=not self.progress,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = StepProgress(f"step {step.index} {label}", len(todo), enabled=self.progress,
+                           record=(self.run_dir, self.run_id, step.index, label, len(refs)))
 
         def on_attempt(a: Attempt) -> None:
             ref = by_id[a.task.task_id]
@@ -265,8 +264,7 @@ class Runner:
                 self.summary.failed += 1
                 self.summary.failures.append({"task_id": a.task.task_id, "inputs": ref.inputs, "error": a.error,
                                               "shard": ref.shard})
-            if a.ok or a.final:
-                bar.update(1)
+            bar.attempt(a)
 
         try:
             self.executor.run([ref.task for ref in todo], on_attempt)
