@@ -108,6 +108,8 @@ def cmd_run(args) -> int:
         return 2
     print(describe(cfg.output))
     _write_report(cfg)
+    for note in summary.notes:
+        print(f"tokenmill: warning: {note}", file=sys.stderr)
     if not summary.ok:
         print(f"tokenmill: {summary.one_line()}", file=sys.stderr)
         return 1

@@ -62,6 +62,9 @@ RUN_SCHEMA = pa.schema(
         ("tasks_failed", pa.int64()),
         ("tasks_skipped", pa.int64()),  # done in an earlier invocation (resume)
         ("argv", pa.string()),
+        # JSON: what this run built on — {"tokenizer": {"sha256", "from"}, "dedup_against": {run: removed}}
+        ("lineage", pa.string()),
+        ("notes", pa.string()),  # JSON list of warnings (e.g. "no document was kept: ...")
     ]
 )
 
@@ -89,7 +92,7 @@ def _fill(row: dict) -> dict:
 def write_run(run_dir: str, record: dict) -> str:
     url = storage.join(run_dir, "manifest", "runs", f"{record['run_id']}.parquet")
     rec = dict(record)
-    for key in ("config", "steps", "versions"):
+    for key in ("config", "steps", "versions", "lineage", "notes"):
         if rec.get(key) is not None and not isinstance(rec[key], str):
             rec[key] = json.dumps(rec[key], sort_keys=True, default=str)
     table = pa.Table.from_pylist([{n: rec.get(n) for n in RUN_SCHEMA.names}], schema=RUN_SCHEMA)

@@ -68,6 +68,7 @@ class RunSummary:
     tolerated: bool = False  # failed tasks within executor.max_failed_tasks
     failures: list[dict] = field(default_factory=list)  # task_id, inputs, error
     error: str | None = None  # why the run stopped, when not because of its tasks (e.g. the Ray node died)
+    notes: list[str] = field(default_factory=list)  # warnings worth a line at the end (e.g. nothing kept)
 
     @property
     def ok(self) -> bool:
@@ -125,6 +126,7 @@ class Done:
     outputs: list[str]
     checksums: list[str | None]
     ids: list[str | None]  # storage.identity of each output when written
+    docs_out: int | None = None  # map tasks: documents written to their docs part
 
 
 class Runner:
@@ -144,28 +146,42 @@ class Runner:
         self.part_sums: dict[int, dict[int, str]] = {}  # map step -> shard -> checksum of its docs part
         self.failed_shards: set[int] = set()  # shards left out after tolerated failures
         self.data_keys: dict[int, str] = {}  # global step -> the key of what it consumed
+        self.kept_by_step: dict[int, int] = {}  # map step -> documents it kept (over the shards still in)
+        self.lineage: dict = {}  # what global steps recorded: tokenizer sha256, documents removed per earlier run
+        self.notes: list[str] = []  # warnings for the end of the run and the run record
+
+    def _recorder(self, kind: str, key: str | None, value) -> None:
+        if kind == "lineage":
+            self.lineage[key] = value
+        else:
+            self.notes.append(value)
 
     # ---- manifest ------------------------------------------------------------------------------
 
     def _load_done(self) -> None:
         table = read_tasks(self.run_dir)
         cols = ["step", "step_hash", "task_id", "status", "input_key", "outputs", "checksums", "output_ids", "run_id",
-                "finished"]
+                "finished", "stage", "docs_out"]
         rows = [r for r in table.select([c for c in cols if c in table.column_names]).to_pylist()]
         run_status = {r["run_id"]: r["status"] for r in read_runs(self.run_dir).select(["run_id", "status"]).to_pylist()}
         latest: dict[tuple, dict] = {}
+        kept: dict[tuple, int] = {}  # map tasks: documents their step's last stage kept
+        last_part = {s.hash: s.parts[-1] for s in self.plan if s.kind == "map" and s.parts}
         done_hash_by_step: dict[int, set[str]] = {}
         for r in sorted(rows, key=lambda r: (r.get("finished") is None, r.get("finished") or 0)):
             if r.get("input_key") is None:
                 continue  # written before input keys existed: redone
-            latest[(r["task_id"], r["step_hash"], r["input_key"])] = r
+            k = (r["task_id"], r["step_hash"], r["input_key"])
+            latest[k] = r
             if r["status"] == "done":
                 done_hash_by_step.setdefault(r["step"], set()).add(r["step_hash"])
+                if r.get("stage") == last_part.get(r["step_hash"]):
+                    kept[k] = r.get("docs_out") or 0
         for k, r in latest.items():
             if r["status"] == "done":
                 outs = list(r.get("outputs") or [])
                 sums = list(r.get("checksums") or [None] * len(outs))
-                self.done[k] = Done(outs, sums, list(r.get("output_ids") or [None] * len(outs)))
+                self.done[k] = Done(outs, sums, list(r.get("output_ids") or [None] * len(outs)), kept.get(k))
             elif run_status.get(r["run_id"]) == "done":  # failed within the limit of a run that finished
                 self.failed_before[k] = "failed in an earlier run"
         for step in self.plan:
@@ -218,7 +234,7 @@ class Runner:
             steps=[{"step": s.index, "name": s.name, "kind": s.kind, "hash": s.hash} for s in self.plan],
             versions=package_versions(), executor=self.cfg.executor.kind,
             tasks_done=self.summary.done, tasks_failed=self.summary.failed, tasks_skipped=self.summary.skipped,
-            argv=json.dumps(sys.argv),
+            argv=json.dumps(sys.argv), lineage=self.lineage, notes=self.notes,
         ))
 
     # ---- running tasks -------------------------------------------------------------------------
@@ -259,7 +275,8 @@ class Runner:
                 res = a.result
                 n = len(res.outputs)
                 self.done[(a.task.task_id, step.hash, ref.key)] = Done(
-                    list(res.outputs), list(res.checksums or [None] * n), list(res.output_ids or [None] * n))
+                    list(res.outputs), list(res.checksums or [None] * n), list(res.output_ids or [None] * n),
+                    res.stats[-1].docs_out if step.kind == "map" and res.stats else None)
             elif a.final:
                 self.summary.failed += 1
                 self.summary.failures.append({"task_id": a.task.task_id, "inputs": ref.inputs, "error": a.error,
@@ -299,10 +316,13 @@ class Runner:
         failed_before = self.summary.failed
         self._run_tasks(step, refs, step.name)
         sums = self.part_sums.setdefault(step.index, {})
+        kept = 0
         for ref in refs:
             rec = self.done.get((ref.task.task_id, step.hash, ref.key))
             if rec is not None:
                 sums[ref.shard] = rec.checksums[0] if rec.checksums else None
+                kept += rec.docs_out or 0
+        self.kept_by_step[step.index] = kept
         newly_failed = [f["shard"] for f in self.summary.failures[failed_before:]]
         self.failed_shards.update(newly_failed)
         self._remove_stale_parts(step, len(shards))
@@ -348,7 +368,8 @@ class Runner:
             mine = []
         stage.run_global(GlobalJob(inputs, dispatch.workdir, self.run_dir, dispatch, fresh=not mine,
                                    max_cpus=getattr(self.executor, "max_task_cpus", 1),
-                                   total_cpus=getattr(self.executor, "total_cpus", 1), shards=present))
+                                   total_cpus=getattr(self.executor, "total_cpus", 1), shards=present,
+                                   recorder=self._recorder))
         return data_key
 
     def execute(self) -> RunSummary:
@@ -384,8 +405,28 @@ class Runner:
             raise
         else:
             self.summary.status = "done"
+            self._say_if_nothing_kept()
+        self.summary.notes = self.notes
         self._write_run(self.summary.status, started)
         return self.summary
+
+    def _say_if_nothing_kept(self) -> None:
+        """Keeping nothing is a legitimate outcome of curation (a snapshot already curated, a file
+        of spam): the run is done; one warning names the step that dropped the last documents."""
+        last_map = max((s.index for s in self.plan if s.kind == "map"), default=None)
+        if last_map is None or self.kept_by_step.get(last_map, 1) > 0:
+            return
+        from tokenmill.manifests.inspect import stage_table
+
+        _, table = stage_table(self.run_dir)  # the latest run record is this run's (written at start)
+        emptied = next((r for r in table if not r["global"] and r["docs_in"] > 0 and r["docs_out"] == 0), None)
+        if emptied is None:
+            self.notes.append("no document was kept: the input held no documents")
+        else:
+            reasons = ", ".join(f"{k} {v}" for k, v in list(emptied["drops"].items())[:3]) or "no reason recorded"
+            self.notes.append(f"no document was kept: {emptied['stage']} dropped the last {emptied['docs_in']} "
+                              f"({reasons}); docs/ and tokens/ hold valid, empty results")
+        log.warning("%s", self.notes[-1])
 
     def close(self) -> None:
         if self.executor is not None:

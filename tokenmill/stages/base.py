@@ -124,7 +124,7 @@ class GlobalJob:
     """
 
     def __init__(self, inputs: list[str], workdir: str, run_dir: str, runner, fresh: bool = True,
-                 max_cpus: int = 1, total_cpus: int = 1, shards: list[int] | None = None):
+                 max_cpus: int = 1, total_cpus: int = 1, shards: list[int] | None = None, recorder=None):
         self.inputs = inputs  # Parquet files of documents, one per shard, in shard order
         # the shard number of each input: begin_shard(shard) is called with these. They skip the
         # shards whose tasks failed within executor.max_failed_tasks.
@@ -137,6 +137,17 @@ class GlobalJob:
         self.fresh = fresh
         self.max_cpus = max_cpus  # the most CPUs one task may ask for (the largest node's)
         self.total_cpus = total_cpus  # all the executor's CPUs
+        self._recorder = recorder  # (kind, key, value) -> the run record; None: logged only
+
+    def record(self, key: str, value) -> None:
+        """Lineage for the run record (e.g. the tokenizer's sha256, documents removed per earlier run)."""
+        if self._recorder is not None:
+            self._recorder("lineage", key, value)
+
+    def note(self, message: str) -> None:
+        """A warning the user should see at the end of the run (and in the run record)."""
+        if self._recorder is not None:
+            self._recorder("note", None, message)
 
     def share_of_cpus(self, n_tasks: int) -> int:
         """CPUs per task when `n_tasks` tasks that run threads of their own share the executor:

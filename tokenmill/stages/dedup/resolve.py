@@ -41,6 +41,8 @@ def resolve_task(name: str, sig_url: str, labels_dir: str, drops_dir: str) -> Ta
         stats.counters[f"cluster_size.{size_bucket(int(s))}"] += 1
     new = (leaf >> U64(NEW_BIT)).astype(bool)
     leaf, inverse = leaf[new], inverse[new]
+    # roots in an earlier run's source ("a..."): every leaf of this run here is removed because of it
+    removed_by_earlier = int(new.sum()) if name.startswith("a") else 0
     root_row = (roots & U64(MAX_ROW)).astype(np.int64)[inverse]
     leaf_src = source_name(leaf)
     for shard in np.unique(leaf_src):
@@ -54,7 +56,7 @@ def resolve_task(name: str, sig_url: str, labels_dir: str, drops_dir: str) -> Ta
         })
         with storage.atomic_write(storage.join(drops_dir, str(shard), f"{name}.parquet")) as f:
             pq.write_table(table_out, f)
-    return TaskResult(stats=[stats], value={"peak_mb": peak_rss_mb()})
+    return TaskResult(stats=[stats], value={"peak_mb": peak_rss_mb(), "removed_by_earlier": removed_by_earlier})
 
 
 def finalize_task(shard: int, sig_url: str, drops_dir: str, drop_list_url: str, persist_url: str,

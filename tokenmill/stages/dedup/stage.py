@@ -102,7 +102,7 @@ class DedupStage(GlobalStage):
         sig_urls = [storage.join(w, "sig", f"n{i:05d}.parquet") for i in range(len(job.inputs))]
         job.run_tasks("dedup.signatures", signatures_task,
                       [(src, out, hasher) for src, out in zip(job.inputs, sig_urls)])
-        against = self._against_sources(job, hasher)
+        against, against_runs = self._against_sources(job, hasher)
         sources = [(u, i, True) for i, u in enumerate(sig_urls)] + [(u, i, False) for i, u in enumerate(against)]
         total = sum(storage.num_rows(u) for u, _, _ in sources)
         parts = cfg.partitions or max(1, math.ceil(total * (bands + cfg.exact) / 1_000_000))
@@ -119,8 +119,14 @@ class DedupStage(GlobalStage):
         names = {f"n{i:05d}": u for i, u in enumerate(sig_urls)} | {f"a{i:05d}": u for i, u in enumerate(against)}
         present = [p.rstrip("/").rsplit("/", 1)[-1] for p in storage.glob(storage.join(labels, "*"))]
         drops = storage.join(w, "drops")
-        job.run_tasks("dedup.resolve", resolve_task,
-                      [(n, names[n], labels, drops) for n in sorted(present)])
+        resolved = job.run_tasks("dedup.resolve", resolve_task,
+                                 [(n, names[n], labels, drops) for n in sorted(present)])
+        if cfg.against:  # lineage: how many of this run's documents each earlier run removed
+            removed = dict.fromkeys(cfg.against, 0)
+            for n, r in zip(sorted(present), resolved):
+                if n.startswith("a"):
+                    removed[against_runs[int(n[1:])]] += r.value.get("removed_by_earlier", 0)
+            job.record("dedup_against", removed)
         job.run_tasks("dedup.finalize", finalize_task, [
             (i, sig_urls[i], drops, drop_list_url(w, shard),
              storage.join(job.run_dir, "dedup", "signatures", f"part-{shard:05d}.parquet"), cfg.exact)
@@ -139,25 +145,27 @@ class DedupStage(GlobalStage):
             job.run_tasks("dedup.small_star", small_star_task, [(mid, p, nxt, parts) for p in range(parts)])
         raise RuntimeError(f"dedup: connected components did not converge in {MAX_ROUNDS} rounds")
 
-    def _against_sources(self, job: GlobalJob, hasher: MinHasher) -> list[str]:
-        """Signature files of the earlier runs: persisted ones when their parameters match,
-        else computed from RUN/docs/part-*.parquet into the workdir."""
-        urls, todo = [], []
+    def _against_sources(self, job: GlobalJob, hasher: MinHasher) -> tuple[list[str], list[str]]:
+        """Signature files of the earlier runs (persisted ones when their parameters match, else
+        computed from RUN/docs/part-*.parquet into the workdir), and the run each came from."""
+        urls, todo, runs = [], [], []
         for run in self.config.against:
             persisted = storage.glob(storage.join(run, "dedup", "signatures", "part-*.parquet"))
             if persisted and read_signatures(persisted[0], ["id"])[1] == sig_params(hasher):
                 urls.extend(persisted)
+                runs.extend([run] * len(persisted))
                 continue
             docs = storage.glob(storage.join(run, "docs", "part-*.parquet"))
             if not (docs or persisted):
                 raise ValueError(f"dedup.against: no {run}/docs/part-*.parquet; is {run} a finished run?")
             for d in docs:
-                out = storage.join(job.workdir, "against", f"a{len(urls) + len(todo):05d}.parquet")
+                out = storage.join(job.workdir, "against", f"a{len(urls):05d}.parquet")
                 todo.append((d, out, hasher))
                 urls.append(out)
+                runs.append(run)
         if todo:
             job.run_tasks("dedup.against_signatures", signatures_task, todo)
-        return urls
+        return urls, runs
 
     # ---- per shard: apply ----
     def begin_shard(self, shard: int, workdir: str) -> None:

@@ -28,7 +28,7 @@ from tokenmill import storage
 from tokenmill.stages.base import GlobalJob, GlobalStage
 from tokenmill.stages.tokenize import tasks as build
 from tokenmill.tokenize.shards import MANIFEST, MANIFEST_SCHEMA, TOKENIZER
-from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id
+from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, load_tokenizer, token_id
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ SHARD_FILE = re.compile(r"([^_]+_(?:train|val)_\d+)\.(?:bin|idx)")  # NAME_{spli
 
 @dataclass(frozen=True)
 class TokenizeConfig:
-    tokenizer: str | None = None  # a user's tokenizer.json; None: train a byte-level BPE on the curated text
+    # a tokenizer.json, or an earlier run's directory (or its tokens/ folder) whose tokenizer is used
+    # unchanged, so the two runs' token ids mean the same; None: train a byte-level BPE on the curated text
+    tokenizer: str | None = None
     vocab_size: int = 32768  # trained tokenizer only; <= 65,535 gives uint16 shards
     sample_bytes: int = 50_000_000  # text sampled across all shards to train the tokenizer (~3 s per 3 MB here)
     special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS  # trained tokenizer only; ids 0, 1, ...
@@ -72,6 +74,31 @@ class TokenizeConfig:
             raise ValueError("word_cache: must be in [0, 10,000,000] (0: the tokenizer's default)")
         if not self.name or "/" in self.name or "_" in self.name:
             raise ValueError("name: a non-empty file prefix without '/' or '_'")
+        if self.tokenizer is not None:
+            self._check_tokenizer()
+
+    def tokenizer_file(self) -> str | None:
+        """The tokenizer.json to use: `tokenizer` itself, or DIR/tokens/tokenizer.json or
+        DIR/tokenizer.json when it names an earlier run's directory or its tokens/ folder."""
+        if self.tokenizer is None:
+            return None
+        for candidate in (storage.join(self.tokenizer, "tokens", TOKENIZER), storage.join(self.tokenizer, TOKENIZER)):
+            if storage.exists(candidate):
+                return candidate
+        return self.tokenizer
+
+    def _check_tokenizer(self) -> None:
+        path = self.tokenizer_file()
+        if not storage.exists(path) or storage.fs_and_path(path)[0].isdir(storage.fs_and_path(path)[1]):
+            raise ValueError(f"tokenizer: no tokenizer at {self.tokenizer!r}: give a tokenizer.json, or an earlier "
+                             f"run's directory (or its tokens/ folder) that holds one")
+        try:
+            tok = load_tokenizer(path)
+        except Exception as e:  # noqa: BLE001 (any parse error: the message says which file)
+            raise ValueError(f"tokenizer: cannot read {path}: {type(e).__name__}: {e}") from None
+        if tok.token_to_id(self.bos_token) is None:
+            raise ValueError(f"bos_token: {self.bos_token!r} is not in {path}; set tokenize.bos_token to one of its "
+                             f"special tokens")
 
 
 class TokenizeStage(GlobalStage):
@@ -86,8 +113,9 @@ class TokenizeStage(GlobalStage):
         out_dir = storage.join(job.run_dir, "tokens")
         tok_path = storage.join(out_dir, TOKENIZER)
         n = len(job.inputs)
-        if not n:
-            raise ValueError("tokenize: no document shards to tokenize; the steps before it produced nothing")
+        if sum(storage.num_rows(p) for p in job.inputs) == 0:  # footers only: cheap
+            self._nothing_to_encode(job, out_dir, tok_path)
+            return
 
         # CPUs per task: tasks run the tokenizer's threads, so with fewer shards than CPUs each task
         # gets more (under Ray: as many rayon threads). One value for all steps but training: a
@@ -96,7 +124,7 @@ class TokenizeStage(GlobalStage):
 
         # 1. the tokenizer
         if cfg.tokenizer is not None:
-            tok = build.cached_tokenizer(cfg.tokenizer)
+            tok = build.cached_tokenizer(cfg.tokenizer_file())
             tok_sha = build.write_tokenizer(tok, tok_path)  # sha256 of tokenizer.json's text
         else:
             budget = -(-cfg.sample_bytes // n)
@@ -142,9 +170,33 @@ class TokenizeStage(GlobalStage):
             storage.remove(m)
         for p in storage.glob(storage.join(job.workdir, "sample-*.parquet")):  # the tokenizer's training text
             storage.remove(p)
+        job.record("tokenizer", {"sha256": tok_sha, "from": cfg.tokenizer_file() or "trained on this run"})
         totals = {s: sum(r["tokens"] for r in rows if r["split"] == s) for s in ("train", "val")}
         log.info("tokens: %d train, %d val in %d shards (%s) → %s", totals["train"], totals["val"], len(rows),
                  dtype_name, out_dir)
+
+    def _nothing_to_encode(self, job: GlobalJob, out_dir: str, tok_path: str) -> None:
+        """No document reached tokenize: a valid, empty result. tokens/manifest.parquet lists no
+        shard (0 tokens); a given tokenizer is still copied, none is trained on nothing."""
+        self._remove_stale(out_dir, set())
+        if self.config.tokenizer is not None:
+            sha = build.write_tokenizer(build.cached_tokenizer(self.config.tokenizer_file()), tok_path)
+            job.record("tokenizer", {"sha256": sha, "from": self.config.tokenizer_file()})
+        else:
+            storage.remove(tok_path)  # left by an earlier run of this directory with documents
+            job.record("tokenizer", {"sha256": None, "from": "none: no document to train on"})
+        with storage.atomic_write(storage.join(out_dir, MANIFEST)) as f:
+            pq.write_table(MANIFEST_SCHEMA.empty_table(), f)
+        job.note("tokenize: no document to encode; tokens/manifest.parquet lists no shard (0 tokens)")
+        log.warning("tokenize: no document to encode; wrote an empty token manifest to %s", out_dir)
+
+    def fingerprint(self) -> dict:
+        """A given tokenizer counts by content: replacing the file redoes the step on resume."""
+        fp = super().fingerprint()
+        path = self.config.tokenizer_file()
+        if path is not None and storage.exists(path):
+            fp["tokenizer_sha256"] = storage.sha256_file(path)
+        return fp
 
     @staticmethod
     def _grow_val(values: list[dict], hist: dict, val_cut: int, want: int) -> int:
