@@ -9,6 +9,7 @@
     tokenmill demo [--out DIR] [--executor ray|local] [--no-train]
     tokenmill train pretrain --tokens RUN/tokens [--out CKPT] [--steps N] [--preset tiny|demo|small|gpt2]
     tokenmill train sample --ckpt CKPT --prompt "..."
+    tokenmill classifier train --positive P --negative N --out M.bin [--lr 0.5] [--epoch 10]
 
 Exit status: 0 done; 1 the run failed (one-line summary on stderr) or `verify` found a mismatch;
 2 bad config or usage.
@@ -75,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-seconds", type=float, default=60.0, help="CPU seconds of training after curation")
     p.add_argument("--no-train", action="store_true", help="stop after curation and tokenization")
     _add_run_options(p)
+
+    p = sub.add_parser("classifier", help="model-based quality: train a fastText classifier for the classify stage")
+    csub = p.add_subparsers(dest="classifier_command", required=True)
+    p = csub.add_parser("train", help="fastText on positive vs negative examples (DCLM's recipe); prints held-out accuracy")
+    p.add_argument("--positive", required=True, help="JSONL or Parquet with a `text` column, or a run directory (its docs/)")
+    p.add_argument("--negative", required=True, help="the same forms; e.g. a sample of a run")
+    p.add_argument("--out", required=True, help="the model file to write (.bin)")
+    from tokenmill.classifier_train import TrainSettings
+
+    d = TrainSettings()
+    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    p.add_argument("--epoch", type=int, default=d.epoch, help=f"passes over the data (default {d.epoch})")
+    p.add_argument("--word-ngrams", type=int, default=d.word_ngrams, help=f"word n-gram features (default {d.word_ngrams})")
+    p.add_argument("--dim", type=int, default=d.dim, help=f"vector size (default {d.dim})")
+    p.add_argument("--min-count", type=int, default=d.min_count, help=f"rarest word kept (default {d.min_count})")
+    p.add_argument("--bucket", type=int, default=d.bucket, help=f"hashed n-gram rows (default {d.bucket:,}; sets the file size)")
+    p.add_argument("--threads", type=int, default=d.threads, help=f"training threads (default {d.threads})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"shuffle and hold-out seed (default {d.seed})")
 
     from tokenmill.train.cli import add_train_parser  # torch loads only when `train` runs
 
@@ -232,6 +251,27 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_classifier(args) -> int:
+    from tokenmill.classifier_train import TrainInputError, TrainSettings, train
+
+    try:
+        settings = TrainSettings(lr=args.lr, epoch=args.epoch, word_ngrams=args.word_ngrams, dim=args.dim,
+                                 min_count=args.min_count, bucket=args.bucket, threads=args.threads, seed=args.seed)
+    except ValueError as e:
+        print(f"tokenmill classifier train: {e}", file=sys.stderr)
+        return 2
+    try:
+        r = train(args.positive, args.negative, args.out, settings)
+    except (TrainInputError, ImportError) as e:
+        print(f"tokenmill classifier train: {e}", file=sys.stderr)
+        return 2
+    print(f"examples: {r.positive} positive, {r.negative} negative; trained on {r.train}, held out {r.heldout}")
+    print(f"held-out accuracy: {r.accuracy:.3f}")
+    print(f"wrote {r.out} (lr {settings.lr}, epoch {settings.epoch}, word n-grams {settings.word_ngrams}, "
+          f"dim {settings.dim}, bucket {settings.bucket}); use it with classify: {{kind: fasttext, label: positive}}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -242,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_train(args)
     if args.command in ("report", "sample", "show"):
         return {"report": cmd_report, "sample": cmd_sample, "show": cmd_show}[args.command](args)
-    return {"run": cmd_run, "inspect": cmd_inspect, "verify": cmd_verify, "demo": cmd_demo}[args.command](args)
+    return {"run": cmd_run, "inspect": cmd_inspect, "verify": cmd_verify, "demo": cmd_demo,
+            "classifier": cmd_classifier}[args.command](args)
 
 
 def entry() -> None:

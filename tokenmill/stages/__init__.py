@@ -10,6 +10,7 @@ REGISTRY: dict[str, str] = {
     "extract": "tokenmill.stages.extract:ExtractStage",
     "language": "tokenmill.stages.filter:LanguageStage",
     "quality": "tokenmill.stages.filter:QualityStage",
+    "classify": "tokenmill.stages.classify:ClassifyStage",
     "dedup": "tokenmill.stages.dedup:DedupStage",
     "decontaminate": "tokenmill.stages.decontaminate:DecontaminateStage",
     "pii": "tokenmill.stages.filter:PiiStage",

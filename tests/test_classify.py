@@ -1,0 +1,249 @@
+"""classify and `tokenmill classifier train`, through the CLI as users run them.
+
+Training on a labelled set built here prints a held-out accuracy well above chance; a run with a
+fastText model keeps and drops by the threshold and records every model's score on every
+document; a tiny transformers model made here from a config (nothing downloaded) scores on CPU;
+bad model paths and labels fail at start naming the key (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from helpers import make_jsonl, need, run_cli
+from tokenmill import storage
+from tokenmill.classifier_train import TrainSettings, train
+from tokenmill.config import ConfigError, load
+from tokenmill.doc import Doc
+from tokenmill.manifests.inspect import stage_table
+from tokenmill.stages.classify import ClassifyConfig, ClassifyStage
+from tokenmill.stats import StageContext
+
+TOPICS = ["river", "glacier", "protein", "galaxy", "volcano", "enzyme", "forest", "neutron", "delta", "coral"]
+VERBS = ["measured", "described", "compared", "explained", "modelled", "observed", "estimated", "tested"]
+CHROME = ["click here", "subscribe to our newsletter", "share on facebook", "accept all cookies", "log in",
+          "privacy policy", "terms of use", "read more", "follow us on twitter", "sign up now", "contact us",
+          "all rights reserved", "next article", "advertisement", "skip to content", "back to top"]
+
+
+def prose(rng: random.Random) -> str:
+    """Main text: sentences of a study, in many combinations."""
+    return " ".join(f"The researchers {rng.choice(VERBS)} how the {rng.choice(TOPICS)} changed over the years, "
+                    f"and the {rng.choice(TOPICS)} data show why it {rng.choice(VERBS)} the result."
+                    for _ in range(rng.randint(1, 3)))
+
+
+def chrome(rng: random.Random) -> str:
+    """Page chrome: menu, footer and widget phrases."""
+    return " | ".join(rng.choice(CHROME) for _ in range(rng.randint(3, 8)))
+
+
+def labelled(tmp_path, n=200, seed=0):
+    rng = random.Random(seed)
+    pos, neg = tmp_path / "pos.jsonl", tmp_path / "neg.jsonl"
+    make_jsonl(pos, [{"text": prose(rng)} for _ in range(n)])
+    make_jsonl(neg, [{"text": chrome(rng)} for _ in range(n)])
+    return pos, neg
+
+
+SMALL = ["--dim", "16", "--bucket", "10000", "--threads", "1"]
+
+
+def test_train_prints_held_out_accuracy_well_above_chance(tmp_path):
+    pos, neg = labelled(tmp_path)
+    # the negatives as a run directory: its docs/ Parquet parts
+    run = tmp_path / "negrun"
+    rows = [json.loads(line)["text"] for line in neg.read_text().splitlines()]
+    storage.write_docs(str(run / "docs" / "part-00000.parquet"), [Doc(id=str(i), text=t) for i, t in enumerate(rows)])
+    out = tmp_path / "m.bin"
+    proc = run_cli("classifier", "train", "--positive", pos, "--negative", run, "--out", out, *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    assert "examples: 200 positive, 200 negative; trained on 360, held out 40" in proc.stdout
+    acc = float(re.search(r"held-out accuracy: ([0-9.]+)", proc.stdout).group(1))
+    # 40 held-out examples: chance is 0.5 with a standard deviation of 0.079; 0.9 is 5 of them
+    # above chance. The two classes share no word, so a working classifier gets ~1.0.
+    assert acc >= 0.9, proc.stdout
+    import fasttext
+
+    labels, _ = fasttext.load_model(str(out)).predict("the researchers measured how the river changed", k=1)
+    assert labels[0] == "__label__positive"
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d / "none.jsonl", "no such file or directory"),
+    (lambda d: (d / "empty.jsonl").write_text("\n") and d / "empty.jsonl", "no non-empty `text`"),
+    (lambda d: (d / "notext.jsonl").write_text('{"body": "x"}\n') and d / "notext.jsonl", "line 1: an object with a `text`"),
+    (lambda d: (d / "bad.parquet").write_text("not parquet") and d / "bad.parquet", "not a readable Parquet file"),
+    (lambda d: (d / "emptydir").mkdir() or d / "emptydir", "no docs/*.parquet"),
+])
+def test_train_on_a_bad_input_exits_2(tmp_path, make, words):
+    pos, _ = labelled(tmp_path, n=20)
+    bad = make(tmp_path)
+    proc = run_cli("classifier", "train", "--positive", pos, "--negative", bad, "--out", tmp_path / "m.bin", *SMALL)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.bin").exists()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    pos, neg = labelled(d)
+    out = d / "quality.bin"
+    report = train(str(pos), str(neg), str(out), TrainSettings(dim=16, bucket=10_000, threads=1))
+    assert report.accuracy >= 0.9
+    return out
+
+
+def _config(tmp_path, inputs, section, stages=("classify",)) -> str:
+    cfg = {"input": {"paths": [str(inputs)]}, "output": str(tmp_path / "run"), "stages": list(stages),
+           "classify": section}
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_run_keeps_and_drops_by_threshold_and_records_scores(tmp_path, model):
+    rng = random.Random(7)
+    docs = [{"id": f"good-{i}", "text": prose(rng)} for i in range(6)]
+    docs += [{"id": f"chrome-{i}", "text": chrome(rng)} for i in range(5)]
+    make_jsonl(tmp_path / "docs.jsonl", docs)
+    section = {"models": [
+        {"name": "q", "kind": "fasttext", "model": str(model), "label": "positive", "min_score": 0.5},
+        {"name": "chrome", "kind": "fasttext", "model": str(model), "label": "negative", "min_score": None},
+    ]}
+    proc = run_cli("run", _config(tmp_path, tmp_path / "docs.jsonl", section), "--executor", "local", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "run"
+    kept = pq.read_table(run / "docs").to_pylist()
+    removed = pq.read_table(run / "removed" / "classify").to_pylist()
+    assert {r["id"] for r in kept} == {f"good-{i}" for i in range(6)}
+    assert {r["id"]: r["reason"] for r in removed} == {f"chrome-{i}": "classify_q_below" for i in range(5)}
+    for r in kept + removed:  # every model's score on every document that has text, dropped ones too
+        scores = {s["name"]: s["value"] for s in r["scores"]}
+        assert set(scores) == {"classify.q", "classify.chrome"}
+        assert abs(scores["classify.q"] + scores["classify.chrome"] - 1) < 1e-3  # two labels: p + (1 - p)
+        assert (scores["classify.q"] >= 0.5) == r["id"].startswith("good")
+    _, table = stage_table(str(run))
+    row = next(t for t in table if t["stage"] == "classify")
+    assert row["drops"] == {"classify_q_below": 5}
+    assert (row["docs_in"], row["docs_out"]) == (11, 6)
+
+
+def test_a_document_without_text_is_kept_and_counted(model):
+    from tokenmill.filters.classifiers import ModelSpec
+
+    stage = ClassifyStage(ClassifyConfig(models=(ModelSpec(name="q", model=str(model), label="positive", min_score=0.5),)))
+    stage.setup()
+    ctx = StageContext("classify")
+    docs = [Doc(id="none", text=None), Doc(id="blank", text="  \n"), Doc(id="menu", text="click here | log in")]
+    assert [d.id for d in stage.run(iter(docs), ctx)] == ["none", "blank"]
+    assert ctx.stats.counters == {"no_text": 2} and ctx.stats.drops == {"classify_q_below": 1}
+    assert docs[2].scores["classify.q"] < 0.5 and not docs[0].scores
+
+
+def make_tiny_model(path, texts, num_labels=1):
+    """A tiny BERT sequence-classification model and its tokenizer, from a config (no download)."""
+    torch = need("torch")
+    need("transformers")
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
+    for t in texts:
+        for w in re.findall(r"\w+|[^\w\s]", t.lower()):
+            vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", model_max_length=64).save_pretrained(path)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=num_labels, initializer_range=0.5)
+    if num_labels == 2:
+        cfg.id2label, cfg.label2id = {0: "low", 1: "high"}, {"low": 0, "high": 1}
+    BertForSequenceClassification(cfg).save_pretrained(path)
+
+
+def test_transformers_model_on_cpu(tmp_path):
+    rng = random.Random(3)
+    texts = [prose(rng) for _ in range(5)] + [chrome(rng) for _ in range(5)]
+    reg, cls = tmp_path / "edu", tmp_path / "cls"
+    make_tiny_model(reg, texts, num_labels=1)
+    make_tiny_model(cls, texts, num_labels=2)
+    from tokenmill.filters.classifiers import ModelSpec, load_classifier
+
+    # the expected scores, one document at a time (no padding), straight from the model
+    expected = load_classifier(ModelSpec(name="edu", kind="transformers", model=str(reg), batch_size=1)).score(texts)
+    cut = sorted(expected)[4] - 1e-6  # keeps the 6 best
+    make_jsonl(tmp_path / "docs.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(texts)])
+    section = {"models": [
+        {"name": "edu", "kind": "transformers", "model": str(reg), "min_score": cut, "batch_size": 4, "device": "cpu"},
+        {"name": "cls", "kind": "transformers", "model": str(cls), "label": "high"},
+    ]}
+    proc = run_cli("run", _config(tmp_path, tmp_path / "docs.jsonl", section), "--executor", "local", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "run"
+    rows = pq.read_table(run / "docs").to_pylist() + pq.read_table(run / "removed" / "classify").to_pylist()
+    got = {r["id"]: {s["name"]: s["value"] for s in r["scores"]} for r in rows}
+    for i, e in enumerate(expected):  # batched with padding gives the unpadded scores
+        assert got[str(i)]["classify.edu"] == pytest.approx(e, abs=1e-4)
+        assert 0 < got[str(i)]["classify.cls"] < 1
+    kept = {r["id"] for r in pq.read_table(run / "docs").to_pylist()}
+    assert kept == {str(i) for i, e in enumerate(expected) if e >= cut} and len(kept) == 6
+
+
+@pytest.mark.parametrize("spec, key, words", [
+    ({"name": "q", "model": "models/none.bin", "label": "positive"}, "classify.models[0].model", "no such file"),
+    ({"name": "q", "model": "MODEL", "label": "good"}, "classify.models[0].label", "has no label 'good'"),
+    ({"name": "q", "model": "MODEL"}, "classify.models[0].label", "say whose probability is the score, one of"),
+    ({"name": "q", "model": "NOTFT", "label": "positive"}, "classify.models[0].model", "not a fastText model"),
+    ({"name": "q", "kind": "transformers", "model": "DIR"}, "classify.models[0].model", "no config.json"),
+    ({"name": "q", "kind": "onnx", "model": "MODEL"}, "classify.models[0].kind", "must be one of"),
+    ({"name": "q-1", "model": "MODEL", "label": "positive"}, "classify.models[0].name", "letters, digits and _"),
+])
+def test_bad_model_fails_at_start_naming_the_key(tmp_path, model, spec, key, words):
+    (tmp_path / "notft.bin").write_bytes(b"\0" * 64)
+    (tmp_path / "dir").mkdir()
+    spec = {k: {"MODEL": str(model), "NOTFT": str(tmp_path / "notft.bin"), "DIR": str(tmp_path / "dir")}.get(v, v)
+            for k, v in spec.items()}
+    make_jsonl(tmp_path / "docs.jsonl", [{"id": "1", "text": "hello"}])
+    path = _config(tmp_path, tmp_path / "docs.jsonl", {"models": [spec]})
+    with pytest.raises(ConfigError) as e:
+        load(path)
+    assert str(e.value).startswith(f"{path}: {key}"), str(e.value)
+    assert words in str(e.value)
+
+
+def test_cli_exits_2_on_a_missing_model(tmp_path):
+    make_jsonl(tmp_path / "docs.jsonl", [{"id": "1", "text": "hello"}])
+    path = _config(tmp_path, tmp_path / "docs.jsonl", {"models": [{"name": "dclm", "model": "models/dclm.bin",
+                                                                   "label": "positive", "min_score": 0.5}]})
+    proc = run_cli("run", path, "--executor", "local", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert f"classify.models[0].model: {tmp_path}/models/dclm.bin: no such file" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_models_keeps_everything_and_adds_nothing():
+    """The default recipe runs classify without models: a pass-through."""
+    stage = ClassifyStage(ClassifyConfig())
+    stage.setup()
+    ctx = StageContext("classify")
+    docs = [Doc(id=str(i), text="some text") for i in range(3)]
+    assert list(stage.run(iter(docs), ctx)) == docs and all(not d.scores for d in docs)
+    assert (ctx.stats.docs_in, ctx.stats.docs_out, dict(ctx.stats.drops)) == (3, 3, {})
+
+
+def test_a_name_used_twice_is_refused(tmp_path, model):
+    make_jsonl(tmp_path / "docs.jsonl", [{"id": "1", "text": "hello"}])
+    m = {"name": "q", "model": str(model), "label": "positive"}
+    with pytest.raises(ConfigError, match=r"classify\.models\[1\]\.name: 'q' is used twice"):
+        load(_config(tmp_path, tmp_path / "docs.jsonl", {"models": [m, m]}))
