@@ -143,11 +143,14 @@ class NgramIndex:
         first: tuple[int, int] | None = None  # (position, length)
         for L, q in ngram_keys(_word_hashes(ws), lengths).items():
             keys, owners = self.keys[L], self.owners[L]
-            left, right = np.searchsorted(keys, q, "left"), np.searchsorted(keys, q, "right")
-            hit = np.nonzero(right > left)[0]
+            left = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+            hit = np.nonzero(keys[left] == q)[0]
             if hit.size:
-                for i in hit:  # a key may belong to several benchmarks
-                    found.update(int(o) for o in owners[left[i]:right[i]])
+                for i in hit:  # a key may belong to several benchmarks: its run of equal keys
+                    j = int(left[i])
+                    while j < len(keys) and keys[j] == q[i]:
+                        found.add(int(owners[j]))
+                        j += 1
                 if first is None or hit[0] < first[0]:
                     first = (int(hit[0]), L)
         if not found:
