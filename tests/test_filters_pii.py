@@ -28,6 +28,14 @@ def test_iban_checksum():
     assert not iban_ok("GB82 WEST 1234 5698 7654 33") and not iban_ok("DE89370400440532013001")
 
 
+def test_iban_needs_its_countrys_length():
+    # mod-97 holds ("DE41" is the right check for these digits) but a German IBAN has 22 characters
+    short = "DE41370400440532013"
+    moved = short[4:] + short[:4]
+    assert int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+    assert not iban_ok(short) and scrub(f"ref {short}") == f"ref {short}"
+
+
 def test_cards_only_when_luhn_valid():
     assert scrub("card 4111 1111 1111 1111 ok") == "card <CARD_NUMBER> ok"
     assert scrub("card 4111111111111111.") == "card <CARD_NUMBER>."
@@ -55,6 +63,9 @@ def test_public_ips_replaced_private_and_documentation_kept():
 @pytest.mark.parametrize("phone", [
     "+1 201-948-1927", "(201) 948-1927", "201.948.1927", "+44 20 7946 0958", "+41 (0)85 806 98 67",
     "0341 8387176", "01.84.17.61.18", "030 12345678", "+447700677662", "463-612-6138x036",
+    # formats the first rules missed (libphonenumber decides): Swedish area code then groups,
+    # "00" international prefix, parenthesised German area code, Belgian "/" after the area code
+    "08-909 960 30", "0041 62 585 51 90", "00420 604 913 909", "(02199) 35181", "03/ 016 61 31",
 ])
 def test_phone_formats(phone):
     assert scrub(f"Call me at {phone} tomorrow") == "Call me at <PHONE_NUMBER> tomorrow"
@@ -70,6 +81,19 @@ def test_phone_formats(phone):
 ])
 def test_ordinary_numbers_untouched(text):
     assert scrub(text) == text
+
+
+def test_bare_digit_runs_need_a_phone_cue():
+    assert scrub("Phone: 26018159.") == "Phone: <PHONE_NUMBER>."
+    assert scrub("order 26018159 shipped") == "order 26018159 shipped"
+    assert scrub("call 9603 0824 now") == "call <PHONE_NUMBER> now"
+    assert scrub("lot 9603 0824 sold") == "lot 9603 0824 sold"
+
+
+def test_numbers_valid_in_no_known_region_are_kept():
+    # NANP area codes never start with 0 or 1: "(101) 661-3186" is no North American number
+    assert scrub("Call (101) 661-3186 today") == "Call (101) 661-3186 today"
+    assert scrub("Call (201) 661-3186 today") == "Call <PHONE_NUMBER> today"
 
 
 def test_types_switch_off_and_placeholders():
