@@ -12,13 +12,16 @@ from __future__ import annotations
 import html
 import math
 
+from tokenmill.manifests.docsets import clean
+
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:11px"
 KEPT, DROPPED, OTHER, GREY = "#4c78a8", "#e45756", "#f2a93b", "#9aa5b1"
 PALETTE = [KEPT, DROPPED, OTHER, "#54a24b", "#b279a2", "#72b7b2", "#ff9da6", "#9d755d", GREY]
 
 
 def esc(s) -> str:
-    return html.escape(str(s), quote=True)
+    """Text for HTML: control codes and bidi overrides made visible (`docsets.clean`), then escaped."""
+    return html.escape(clean(str(s)), quote=True)
 
 
 def num(x, digits: int = 3) -> str:

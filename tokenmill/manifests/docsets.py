@@ -124,7 +124,8 @@ def rules(run: dict) -> list[RuleView]:
 
 def decided_by(run_rules: list[RuleView], stage: str, reason: str | None, row: dict) -> list[dict]:
     """The scores that decided a drop (the rule of `reason`), or for a kept document the scores
-    of `stage` closest to their thresholds (relative margin), at most four."""
+    of `stage` closest to their thresholds (relative margin), at most four, among the rules
+    that judged it."""
     values = dict(scores_dict(row))
     if row.get("language_score") is not None:
         values["language_score"] = row["language_score"]
@@ -136,7 +137,9 @@ def decided_by(run_rules: list[RuleView], stage: str, reason: str | None, row: d
         # "mean_word_length_too_short": the rule whose score fails its threshold
         hits = [r for r in hits if r.fails(values[r.score])] or hits
         return [_said(r, values[r.score]) for r in hits]
-    margin = sorted(mine, key=lambda r: abs(values[r.score] - r.threshold) / (abs(r.threshold) or 1.0))
+    # a kept document's score beyond a threshold was not judged (mean_word_length in zh, ja, th)
+    judged = [r for r in mine if not r.fails(values[r.score])]
+    margin = sorted(judged, key=lambda r: abs(values[r.score] - r.threshold) / (abs(r.threshold) or 1.0))
     nearest = {}
     for r in margin:
         nearest.setdefault(r.score, r)

@@ -93,7 +93,8 @@ def score_charts(places: list[Place], rules: list[docsets.RuleView], drops: dict
     charts = []
     for (stage, score), rs in by_score.items():
         reasons = {r.reason for r in rs}
-        series = {"kept": [], "dropped by this rule": [], f"dropped by another {stage} rule": []}
+        series = {"kept": [], "dropped by this rule": [], f"dropped by another {stage} rule": [],
+                  "kept, not judged by this rule": []}
         after = places_after(places, stage)
         for p in places:
             if not (p.stage is None or p.stage == stage or p.stage in after):
@@ -109,8 +110,12 @@ def score_charts(places: list[Place], rules: list[docsets.RuleView], drops: dict
                 mine = np.array([p.reason[i] in reasons for i in rows], dtype=bool)
                 series["dropped by this rule"].append(vals[mine])
                 series[f"dropped by another {stage} rule"].append(vals[~mine])
-            else:
-                series["kept"].append(vals)
+            else:  # kept beyond a threshold: the rule did not judge it (mean_word_length in zh, ja, th)
+                skipped = np.zeros(len(vals), dtype=bool)
+                for r in rs:
+                    skipped |= (vals < r.threshold) if r.op == "<" else (vals > r.threshold)
+                series["kept"].append(vals[~skipped])
+                series["kept, not judged by this rule"].append(vals[skipped])
         arrays = {k: np.concatenate(v) if v else np.zeros(0) for k, v in series.items()}
         allv = np.concatenate(list(arrays.values()))
         if not len(allv):

@@ -123,11 +123,12 @@ def _scores(d: dict) -> str:
     figs = []
     for c in d["scores"]:
         svg = histogram(c["edges"], c["series"], c["score"], thresholds=c["thresholds"], overflow=c["overflow"],
-                        colors=[KEPT, DROPPED, OTHER], x_label=c["score"], width=350)
+                        colors=[KEPT, DROPPED, OTHER, GREY], x_label=c["score"], width=350)
         cap = (f"<b>{esc(c['score'])}</b>: {num(c['documents'])} documents, {num(c['dropped_by_rule'])} dropped by "
                f"{esc(', '.join(c['reasons']))}" + (" (last bin: and above)" if c["overflow"] else ""))
         figs.append(_fig(f"score:{c['score']}", sum(sum(s) for _, s in c["series"]), svg, cap))
-    body = (legend(["kept", "dropped by this rule", "dropped by another rule of the stage"], [KEPT, DROPPED, OTHER])
+    body = (legend(["kept", "dropped by this rule", "dropped by another rule of the stage",
+                    "kept, not judged by this rule (e.g. word length in zh, ja, th)"], [KEPT, DROPPED, OTHER, GREY])
             + '<div class="grid">' + "".join(figs) + "</div>")
     return _fig("scores", len(figs), body, "Each thresholded score over the documents that reached its rule, the "
                 "threshold in red: what lies beyond the line is what the rule cut. Rules run in order, so a "

@@ -1,0 +1,49 @@
+"""One small run for the tests of report, sample, show and inspect, made once per test session.
+
+The demo crawl (40 articles: near-copies, spam, PII, a page with no main text, adult
+domains) plus a WARC of hostile pages: a blocklisted URL carrying `<script>` and a terminal
+escape, and a page whose text holds an escape sequence and a bidi override. Run through the
+CLI (`tokenmill run`, local executor), so the report written at the end of a run is tested too.
+~15 s, most of it the quality stage's first spaCy load.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from helpers import make_warc
+from tokenmill import cli, demo
+
+HOSTILE_URL = "https://www.pornhub.com/v?q=<script>alert(1)</script>\x1b[2J"
+HOSTILE_TEXT = ("Council members said the \x1b[31mred\x1b[0m budget was \u202eevil\u202c approved after a long debate "
+                "about the library, the school and the bridge over the river. ")
+
+
+@lru_cache(maxsize=None)
+def small_run() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="tokenmill-seeing-"))
+    atexit.register(shutil.rmtree, root, True)
+    crawl = root / "crawl"
+    crawl.mkdir()
+    demo.write_warc(str(crawl / "demo-00000.warc.gz"), seed=0, n_articles=40)
+    body = "<p>" + HOSTILE_TEXT * 6 + "</p><p>" + HOSTILE_TEXT * 5 + "</p>"
+    make_warc(crawl / "hostile.warc.gz", [
+        {"url": HOSTILE_URL, "body": f"<html><body><article><p>{body}</p></article></body></html>"},
+        {"url": "https://hostile.example.org/story", "body": f"<html><head><title>x</title></head><body><article>"
+                                                          f"<h1>Budget</h1>{body}</article></body></html>"},
+    ])
+    cfg = demo.demo_config(str(crawl), str(root / "run"), executor="local")
+    # the FineWeb stages (not every stage there is): what the report, sample and show are about
+    cfg["stages"] = ["url_filter", "extract", "language", "quality", "dedup", "pii", "tokenize"]
+    cfg["tokenize"]["vocab_size"] = 512
+    (root / "run.yaml").write_text(yaml.safe_dump(cfg))
+    code = cli.main(["run", str(root / "run.yaml"), "--no-progress"])
+    if code != 0:
+        raise RuntimeError(f"the small run failed (exit {code}); see the output above")
+    return root / "run"
