@@ -88,9 +88,12 @@ def test_chart_helpers_escape_labels():
 
 def test_render_without_optional_parts():
     d = collect(str(small_run()))
-    d.update(tokens=[], clusters=[], pii={}, scores=[], languages={}, lengths=None)
-    figs = _figures(render(d))
+    d.update(tokens=[], clusters=[], pii={}, scores=[], languages={}, lengths=None,
+             failures=[{"task_id": f"s00-{i:05d}", "inputs": ["x.warc.gz"], "error": "<b>boom</b>"} for i in range(60)])
+    page = render(d)
+    figs = _figures(page)
     assert figs["tokens"] == 0 and figs["clusters"] == 0 and figs["funnel"] > 0
+    assert "and 10 more" in page and "<b>boom" not in page and "&lt;b&gt;boom" in page
 
 
 CHECK = """<script>

@@ -183,8 +183,9 @@ def describe_json(run_dir: str) -> str:
     if not storage.exists(storage.join(run_dir, "manifest")):
         raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
     run, table = stage_table(run_dir)
-    out = {k: v for k, v in run.items() if k not in ("config", "steps", "versions", "argv")}
-    for k in ("config", "versions", "argv"):
+    parsed = [k for k in ("config", "versions", "argv", "lineage", "notes") if k in run]  # JSON in the record
+    out = {k: v for k, v in run.items() if k not in ("steps", *parsed)}
+    for k in parsed:
         out[k] = json.loads(run[k]) if run.get(k) else None
     out["steps"] = step_status(run_dir, run)
     out["stages"] = table

@@ -190,11 +190,24 @@ def _time(d: dict) -> str:
     table = _table(["step", "kind", "tasks", "attempts", "retried", "failed", "workers", "wall s", "docs/s"], steps)
     fails = ""
     if d["failures"]:
+        shown = d["failures"][:50]
         fails = "<h3>tasks failed for good</h3>" + _table(["task", "inputs", "error"], [
-            [esc(f["task_id"]), esc(", ".join(f["inputs"] or [])), esc(f["error"])] for f in d["failures"]], 3)
+            [esc(f["task_id"]), esc(", ".join(f["inputs"] or [])), esc(str(f["error"])[:500])] for f in shown], 3)
+        if len(d["failures"]) > len(shown):
+            fails += f"<p>and {len(d['failures']) - len(shown)} more: <code>tokenmill inspect RUN --failed</code></p>"
     return _fig("time", len(rows), svg + "<h3>steps</h3>" + table + fails,
                 "Task-seconds per stage (summed over tasks, so more than wall time when tasks run in parallel), "
                 "with documents per task-second. Steps: wall time of this invocation, attempts, retries.")
+
+
+def _when(run: dict) -> str:
+    start, end = (run.get("started") or "")[:19], (run.get("finished") or "")[:19]
+    if not end:
+        return f"started {start} UTC, not finished"
+    from datetime import datetime
+
+    secs = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    return f"{start} UTC, {secs:,.0f} s"
 
 
 def render(d: dict) -> str:
@@ -220,7 +233,7 @@ def render(d: dict) -> str:
         f"<title>tokenmill report {esc(run.get('run_id'))}</title><style>{CSS}</style></head><body>",
         f"<header><h1>tokenmill run {esc(run.get('run_id'))}</h1><div class=\"sub\">{esc(d['run_dir'])} &middot; "
         f"config {esc(run.get('config_file'))} (hash {esc(run.get('config_hash'))}) &middot; executor "
-        f"{esc(run.get('executor'))} &middot; {esc(run.get('started'))} to {esc(run.get('finished'))}</div></header>",
+        f"{esc(run.get('executor'))} &middot; {esc(_when(run))}</div></header>",
         f'<main><nav>{nav}</nav><div class="tiles">',
         "".join(f'<div class="tile"><b>{v}</b><span>{esc(k)}</span></div>' for k, v in tiles), "</div>", sampled,
         _section("funnel", "Funnel: documents per stage", _funnel(d)),
