@@ -160,7 +160,10 @@ class RayExecutor:
 
     def _node_died(self, e: BaseException) -> bool:
         exc = self.ray.exceptions
-        return isinstance(e, (exc.LocalRayletDiedError, getattr(exc, "NodeDiedError", exc.LocalRayletDiedError)))
+        # NodeDiedError names the node: this driver's means the cluster is lost here; another node's
+        # (a worker node preempted or stopped) is an ordinary failure of the tasks that ran there: retried.
+        return isinstance(e, exc.LocalRayletDiedError) or (
+            isinstance(e, exc.NodeDiedError) and self.ray.get_runtime_context().get_node_id() in str(e))
 
     def _restart(self, why: str) -> None:
         if self.attached or self.restarts >= self.max_restarts:
