@@ -51,10 +51,13 @@ def test_a_bar_on_a_terminal():
     out = Tty()
     p = StepProgress("step 0 ingest", 2, stream=out, interval=0)
     p.attempt(_attempt(docs=500))
+    p.attempt(_attempt(ok=False, final=False))
     p.attempt(_attempt(docs=500))
     p.close()
     text = out.getvalue()
-    assert "\r" in text and "docs/s" in text and "2/2" in text
+    assert "\r" in text and "2/2" in text
+    last = text.split("\r")[-1]
+    assert "docs/s" in last and "1 retried, 0 failed" in last
 
 
 def test_disabled_shows_nothing_but_still_records(tmp_path):

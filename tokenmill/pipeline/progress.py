@@ -112,10 +112,14 @@ class StepProgress:
         else:
             self.retries += 1
         if self.bar is not None:
+            dps, _ = self.rates()
+            post = ([f"{dps:,.1f} docs/s"] if self.docs else []) + (
+                [f"{self.retries} retried, {self.failed} failed"] if self.retries or self.failed else [])
+            self.bar.set_postfix_str(", ".join(post), refresh=False)
             if a.ok or a.final:
                 self.bar.update(1)
-            dps, _ = self.rates()
-            self.bar.set_postfix_str(f"{dps:,.1f} docs/s, {self.retries} retried, {self.failed} failed", refresh=False)
+            else:
+                self.bar.refresh()
         now = time.time()
         if self.lines and now - self.last_line >= self.interval:
             self.last_line = now
