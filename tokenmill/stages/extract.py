@@ -21,7 +21,7 @@ import struct
 import subprocess
 import sys
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tokenmill.doc import Doc
 from tokenmill.stages.base import MapStage, StageContext
@@ -38,10 +38,28 @@ class ExtractConfig:
     timeout_s: float = 10.0  # per document; the child process is killed and restarted past it
     max_html_bytes: int = 5_000_000  # larger bodies are dropped as html_too_large
     isolate: bool = True  # False runs trafilatura in-process (no time limit): for debugging only
+    # Languages kept downstream (e.g. [en]): a page whose tag-stripped HTML lid.176 calls another
+    # language with at least `prefilter_min_score` is dropped as `language_prefilter` without being
+    # extracted (filters/prefilter.py). null: every page is extracted.
+    language_prefilter: tuple[str, ...] | None = field(
+        default=None, metadata={"shape": "a list of language codes (e.g. [en]), or null"})
+    prefilter_min_score: float = 0.8
 
     def __post_init__(self):
         if self.timeout_s <= 0:
             raise ValueError("timeout_s: must be positive")
+        if not 0.0 < self.prefilter_min_score <= 1.0:
+            raise ValueError(f"prefilter_min_score: must be in (0, 1], got {self.prefilter_min_score}")
+        if self.language_prefilter is not None and (isinstance(self.language_prefilter, str)
+                                                    or not self.language_prefilter):
+            raise ValueError(f"language_prefilter: a list of language codes (e.g. [en]), or null; "
+                             f"got {self.language_prefilter!r}")
+        if self.language_prefilter is not None:
+            from tokenmill.filters.language import canonical_code, model_labels
+
+            unknown = sorted(c for c in self.language_prefilter if canonical_code(c) not in model_labels())
+            if unknown:
+                raise ValueError(f"language_prefilter: lid.176 does not know {unknown}")
         if self.max_html_bytes < 1:
             raise ValueError("max_html_bytes: must be at least 1")
 
@@ -186,6 +204,12 @@ class ExtractStage(MapStage):
             include_images=False,
         )
         self.child = _Child(self.opts) if c.isolate else None
+        self.prefilter = None
+        if c.language_prefilter is not None:
+            from tokenmill.filters.prefilter import LanguagePrefilter
+
+            self.prefilter = LanguagePrefilter(c.language_prefilter, c.prefilter_min_score)
+            self.prefilter.setup()
 
     def process(self, doc: Doc, ctx: StageContext) -> Doc | None:
         if doc.raw is None:
@@ -199,6 +223,13 @@ class ExtractStage(MapStage):
             return None
         html, charset = decode_html(raw, doc.http_charset)
         doc.meta["charset"] = charset
+        if self.prefilter is not None:
+            label, score, stripped = self.prefilter.predict(html)
+            if self.prefilter.decide(label, score):
+                # what removed/extract/ shows: the text lid.176 saw, its label and score
+                doc.text, doc.language, doc.language_score = stripped, label, score
+                ctx.drop(doc, "language_prefilter")
+                return None
         if self.child is None:
             status, text = "ok", _extract(html, self.opts)
         else:
