@@ -70,12 +70,13 @@ def step_status(run_dir: str, run: dict) -> list[dict]:
     return out
 
 
-def stage_table(run_dir: str) -> tuple[dict, list[dict]]:
-    """(latest run record, one row per stage in pipeline order)."""
+def stage_table(run_dir: str, tasks=None) -> tuple[dict, list[dict]]:
+    """(latest run record, one row per stage in pipeline order). `tasks`: the task rows, when
+    the caller has read them already (`read_tasks`)."""
     run = latest_run(run_dir)
     steps = json.loads(run["steps"])
     hashes = {s["hash"]: s for s in steps}
-    rows = [r for r in read_tasks(run_dir).to_pylist() if r["step_hash"] in hashes]
+    rows = [r for r in (tasks if tasks is not None else read_tasks(run_dir)).to_pylist() if r["step_hash"] in hashes]
 
     done: dict[tuple[str, str], dict] = {}  # (task_id, stage) -> latest done row
     done_tasks: set[str] = set()

@@ -144,7 +144,8 @@ def collect(run_dir: str, max_parts: int = MAX_PARTS) -> dict:
     run_dir = run_dir.rstrip("/")
     if not storage.exists(storage.join(run_dir, "manifest")):
         raise FileNotFoundError(f"{run_dir}: no manifest/ here; run `tokenmill run CONFIG` first")
-    run, table = stage_table(run_dir)
+    tasks = read_tasks(run_dir)  # read once: a large run has thousands of small task files
+    run, table = stage_table(run_dir, tasks)
     cfg = docsets.config_of(run)
     stages = docsets.doc_stages(run)
     rules = docsets.rules(run)
@@ -220,16 +221,16 @@ def collect(run_dir: str, max_parts: int = MAX_PARTS) -> dict:
         "pii": pii,
         "pii_documents": counters.get("pii.documents_changed", 0),
         "tokens": tokens,
-        "steps": step_times(run_dir, run),
+        "steps": step_times(run, tasks),
         "sampled": sampled,
     }
 
 
-def step_times(run_dir: str, run: dict) -> list[dict]:
+def step_times(run: dict, tasks) -> list[dict]:
     """Per step of the latest invocation: tasks, attempts, retries, failures, workers, wall seconds."""
     steps = json.loads(run["steps"])
     hashes = {s["hash"]: s for s in steps}
-    rows = [r for r in read_tasks(run_dir).select(
+    rows = [r for r in tasks.select(
         ["run_id", "step_hash", "task_id", "status", "attempt", "worker", "started", "finished", "docs_in", "stage",
          "step_name"]).to_pylist() if r["step_hash"] in hashes]
     out = []
