@@ -144,3 +144,10 @@ def test_report_renders_in_a_headless_browser(tmp_path):
     shot = tmp_path / "report.png"
     res = _browser(exe, tmp_path / "p2", "--window-size=1280,2400", f"--screenshot={shot}", (small_run() / "report.html").as_uri())
     assert res.returncode == 0 and shot.stat().st_size > 50_000, res.stderr[-2000:]
+
+
+def test_many_cluster_sizes_are_bucketed():
+    from tokenmill.manifests.report_html import _dedup
+
+    page = _dedup({"clusters": [(i, 3) for i in range(2, 200)], "duplicates": {}})
+    assert 'data-points="8"' in page and "129-256: clusters" in page and "3-4: clusters 6" in page

@@ -136,9 +136,15 @@ def _scores(d: dict) -> str:
 
 
 def _dedup(d: dict) -> str:
-    cl = d["clusters"]
+    cl = [(str(s), n) for s, n in d["clusters"]]
+    if len(cl) > 30:  # many distinct sizes: powers of two (2, 3-4, 5-8, ...)
+        buckets: dict[int, int] = {}
+        for size, n in d["clusters"]:
+            k = max(1, (size - 1).bit_length())
+            buckets[k] = buckets.get(k, 0) + n
+        cl = [(f"{2 ** (k - 1) + 1}-{2 ** k}" if k > 1 else "2", n) for k, n in sorted(buckets.items())]
     dup = d["duplicates"]
-    svg = columns([str(s) for s, _ in cl], [("clusters", [n for _, n in cl])], "duplicate cluster sizes",
+    svg = columns([s for s, _ in cl], [("clusters", [n for _, n in cl])], "duplicate cluster sizes",
                   x_label="documents in the cluster", y_label="clusters", colors=[OTHER])
     cap = (f"{num(dup.get('clusters', 0))} clusters; {num(dup.get('near_duplicates', 0))} near and "
            f"{num(dup.get('exact_duplicates', 0))} exact duplicates dropped (one document of each cluster is kept).")
