@@ -50,6 +50,7 @@ class TrainSettings:
     bucket: int = 200_000  # hashed word-bigram rows: the .bin is ~(words + bucket) x dim x 4 bytes
     threads: int = 2
     seed: int = 0
+    max_examples: int | None = None  # per class: a seeded sample of each input (None: all of it)
 
     def __post_init__(self):
         if not self.lr > 0:
@@ -57,12 +58,14 @@ class TrainSettings:
         for name in ("epoch", "word_ngrams", "dim", "min_count", "bucket", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
+        if self.max_examples is not None and self.max_examples < MIN_EXAMPLES:
+            raise ValueError(f"--max-examples: must be at least {MIN_EXAMPLES}, got {self.max_examples}")
 
 
 @dataclass
 class TrainReport:
     out: str
-    positive: int  # examples read (non-empty after normalisation)
+    positive: int  # examples used (non-empty after normalisation; at most max_examples)
     negative: int
     train: int
     heldout: int
@@ -132,6 +135,10 @@ def _examples(path: str, what: str) -> list[str]:
     return texts
 
 
+def _sample(texts: list[str], k: int, seed: int) -> list[str]:
+    return texts if len(texts) <= k else random.Random(seed).sample(texts, k)
+
+
 def split(texts: list[str], seed: int) -> tuple[list[str], list[str]]:
     """(train, held out): a seeded shuffle, the last ~10% held out (at least 1 when there are 2+)."""
     texts = list(texts)
@@ -147,7 +154,12 @@ def train(positive: str, negative: str, out: str, settings: TrainSettings = Trai
         raise ImportError("training a classifier needs fasttext-new: pip install 'tokenmill[classify]'") from None
     import fasttext
 
+    if "://" in out:
+        raise TrainInputError(f"--out {out}: a local path (copy the model to remote storage afterwards)")
     pos, neg = _examples(positive, "positive"), _examples(negative, "negative")
+    if settings.max_examples is not None:  # e.g. a sample of a large run as the negatives
+        pos = _sample(pos, settings.max_examples, settings.seed)
+        neg = _sample(neg, settings.max_examples, settings.seed + 1)
     pos_train, pos_held = split(pos, settings.seed)
     neg_train, neg_held = split(neg, settings.seed + 1)
     rows = [f"__label__positive {t}" for t in pos_train] + [f"__label__negative {t}" for t in neg_train]

@@ -9,7 +9,7 @@
     tokenmill demo [--out DIR] [--executor ray|local] [--no-train]
     tokenmill train pretrain --tokens RUN/tokens [--out CKPT] [--steps N] [--preset tiny|demo|small|gpt2]
     tokenmill train sample --ckpt CKPT --prompt "..."
-    tokenmill classifier train --positive P --negative N --out M.bin [--lr 0.5] [--epoch 10]
+    tokenmill classifier train --positive P --negative N --out M.bin [--lr 0.5] [--epoch 10] [--max-examples N]
 
 Exit status: 0 done; 1 the run failed (one-line summary on stderr) or `verify` found a mismatch;
 2 bad config or usage.
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket", type=int, default=d.bucket, help=f"hashed n-gram rows (default {d.bucket:,}; sets the file size)")
     p.add_argument("--threads", type=int, default=d.threads, help=f"training threads (default {d.threads})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"shuffle and hold-out seed (default {d.seed})")
+    p.add_argument("--max-examples", type=int, help="per class: a seeded sample of each input (default: all)")
 
     from tokenmill.train.cli import add_train_parser  # torch loads only when `train` runs
 
@@ -256,7 +257,8 @@ def cmd_classifier(args) -> int:
 
     try:
         settings = TrainSettings(lr=args.lr, epoch=args.epoch, word_ngrams=args.word_ngrams, dim=args.dim,
-                                 min_count=args.min_count, bucket=args.bucket, threads=args.threads, seed=args.seed)
+                                 min_count=args.min_count, bucket=args.bucket, threads=args.threads, seed=args.seed,
+                                 max_examples=args.max_examples)
     except ValueError as e:
         print(f"tokenmill classifier train: {e}", file=sys.stderr)
         return 2
