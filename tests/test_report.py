@@ -151,3 +151,11 @@ def test_many_cluster_sizes_are_bucketed():
 
     page = _dedup({"clusters": [(i, 3) for i in range(2, 200)], "duplicates": {}})
     assert 'data-points="8"' in page and "129-256: clusters" in page and "3-4: clusters 6" in page
+
+
+def test_report_says_when_it_sampled_or_saw_no_removed_documents():
+    d = collect(str(small_run()), max_parts=1)
+    assert ("docs", 1, 2) in d["sampled"]  # two shards, one part read
+    d["config"]["executor"]["keep_removed"] = False
+    page = render(d)
+    assert "docs 1 of 2" in page and "executor.keep_removed is false" in page

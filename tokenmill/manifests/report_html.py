@@ -227,8 +227,11 @@ def render(d: dict) -> str:
              ("kept", f"{100 * last / first:.1f}%" if first and last is not None else "-"),
              ("tokens", num(tokens)), ("tasks failed", num(len(d["failures"])))]
     sampled = ""
+    if not (d["config"].get("executor") or {}).get("keep_removed", True):
+        sampled += ("<p><b>executor.keep_removed is false</b>: dropped documents were not written, so the "
+                    "distributions below show kept documents only (counts still come from the manifests).</p>")
     if d["sampled"]:
-        sampled = "<p>Distributions read a sample of part files: " + ", ".join(
+        sampled += "<p>Distributions read a sample of part files: " + ", ".join(
             f"{esc(n)} {a} of {b}" for n, a, b in d["sampled"]) + " (counts are exact: from the manifests).</p>"
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in [
         ("funnel", "funnel"), ("drops", "drop reasons"), ("languages", "languages"), ("lengths", "lengths"),
