@@ -59,7 +59,7 @@ def hbars(rows: list[dict], label: str, width: int = 760, label_w: int = 190, ba
     body, y = [], 4
     for r in rows:
         body.append(f'<text x="{label_w - 6}" y="{y + bar_h * 0.7:.1f}" text-anchor="end">'
-                    f'<title>{esc(r["label"])}</title>{esc(_clip(str(r["label"]), 34))}</text>')
+                    f'<title>{esc(r["label"])}</title>{esc(_clip(str(r["label"]), 30))}</text>')
         x = float(label_w)
         for i, (name, v) in enumerate(r["segments"]):
             w = plot_w * v / total
