@@ -47,3 +47,22 @@ def small_run() -> Path:
     if code != 0:
         raise RuntimeError(f"the small run failed (exit {code}); see the output above")
     return root / "run"
+
+
+@lru_cache(maxsize=None)
+def jsonl_run() -> Path:
+    """20 JSONL lines with an e-mail address each, through the pii stage alone (~3 s)."""
+    import json
+
+    root = Path(tempfile.mkdtemp(prefix="tokenmill-seeing-jsonl-"))
+    atexit.register(shutil.rmtree, root, True)
+    with open(root / "in.jsonl", "w") as f:
+        for i in range(20):
+            f.write(json.dumps({"id": f"d{i}", "text": f"hello world {i}, mail me at a{i}@example.com please",
+                                "url": f"https://x.example/{i}"}) + "\n")
+    (root / "run.yaml").write_text(yaml.safe_dump({"input": str(root / "in.jsonl"), "output": str(root / "run"),
+                                                   "executor": {"kind": "local"}, "stages": ["pii"]}))
+    code = cli.main(["run", str(root / "run.yaml"), "--no-progress"])
+    if code != 0:
+        raise RuntimeError(f"the JSONL run failed (exit {code}); see the output above")
+    return root / "run"

@@ -159,3 +159,11 @@ def test_report_says_when_it_sampled_or_saw_no_removed_documents():
     d["config"]["executor"]["keep_removed"] = False
     page = render(d)
     assert "docs 1 of 2" in page and "executor.keep_removed is false" in page
+
+
+def test_report_of_a_run_without_filters():
+    from seeing_run import jsonl_run
+
+    figs = _figures((jsonl_run() / "report.html").read_text(encoding="utf-8"))
+    assert figs["funnel"] > 0 and figs["pii"] == 1 and figs["lengths"] == 20
+    assert figs["languages"] == 0 and figs["scores"] == 0 and figs["tokens"] == 0

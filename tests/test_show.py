@@ -73,3 +73,13 @@ def test_read_record_inside_one_gzip_stream(tmp_path):
     path.write_bytes(prefix + gzip.compress(raw.getvalue()))
     rec = read_record(str(path), len(prefix) + offsets[2], stream_start=len(prefix))
     assert dict(rec["warc"])["WARC-Target-URI"] == "https://e.example/2" and rec["body"] == b"<p>page 2</p>"
+
+
+def test_show_a_jsonl_document_re_reads_its_line(capsys):
+    from seeing_run import jsonl_run
+
+    run = jsonl_run()
+    assert cli.main(["show", str(run), "d3"]) == 0
+    out = capsys.readouterr().out
+    assert "line 4" in out and '"id": "d3"' in out and "a3@example.com" in out  # the source line, as read
+    assert "replaced: email 1" in out and "mail me at <EMAIL> please" in out

@@ -57,6 +57,32 @@ def read_record(source: str, offset: int, stream_start: int | None = None, body_
                 "body": record.content_stream().read(body_bytes)}
 
 
+def read_line(source: str, lineno: int) -> str | None:
+    """Line `lineno` (0-based, as the JSONL reader counts) of a JSONL file, compressed or not."""
+    import io
+
+    import fsspec.compression
+    import fsspec.utils
+
+    fs, path = storage.fs_and_path(source)
+    with fs.open(path, "rb") as raw:
+        compression = fsspec.utils.infer_compression(source)
+        f = fsspec.compression.compr[compression](raw, mode="rb") if compression else raw
+        for i, line in enumerate(io.TextIOWrapper(f, encoding="utf-8", errors="replace")):
+            if i == lineno:
+                return line.rstrip("\n")
+    return None
+
+
+def _kind(source: str | None) -> str:
+    name = (source or "").lower()
+    if re.search(r"\.(warc|arc)(\.gz)?$", name):
+        return "warc"
+    if re.search(r"\.jsonl?(\.\w+)?$", name):
+        return "jsonl"
+    return "parquet" if ".parquet" in name else "other"
+
+
 def _find(run_dir: str, run: dict, doc_id: str) -> tuple[str | None, str, dict, list[tuple[str, dict]]]:
     """(stage that dropped it or None, its file, its row, [(work dir, row)] of earlier copies)."""
     final = None
@@ -116,10 +142,15 @@ def lineage(run_dir: str, doc_id: str, body_bytes: int = 4096) -> dict:
             elif stage == "dedup":
                 step["duplicates_dropped"] = _duplicates_of(run_dir, doc_id)
         out["stages"].append(step)
-    out["record"] = None
-    if out["source"] and out["source_offset"] is not None and re.search(r"\.(warc|arc)(\.gz)?$", out["source"]):
+    out["record"] = out["source_line"] = None
+    out["source_kind"] = _kind(out["source"])
+    if out["source"] and out["source_offset"] is not None and out["source_kind"] in ("warc", "jsonl"):
         try:
-            out["record"] = read_record(out["source"], out["source_offset"], meta.get("gzip_stream_start"), body_bytes)
+            if out["source_kind"] == "warc":
+                out["record"] = read_record(out["source"], out["source_offset"], meta.get("gzip_stream_start"),
+                                            body_bytes)
+            else:
+                out["source_line"] = read_line(out["source"], out["source_offset"])
         except (OSError, ValueError) as e:
             out["record_error"] = f"could not re-read the record: {e}"
     return out
@@ -152,8 +183,7 @@ def format_lineage(d: dict, text_lines: int = 30, html_lines: int = 20) -> str:
     c = docsets.clean
     ended = f"dropped by {d['dropped_by']}: {d['reason']}" if d["dropped_by"] else "kept (in docs/)"
     lines = [f"document  {c(d['id'])}", f"url       {c(d['url'] or '-')}",
-             f"source    {c(d['source'] or '-')}  byte {d['source_offset']}"
-             + (f"  (read by task {d['task']}, shard {d['shard']})" if d["task"] else ""),
+             f"source    {c(d['source'] or '-')}  {_where(d)}",
              f"warc      {c(d['warc_record_id'] or '-')}  {c(d['warc_date'] or '')}",
              f"ended     {ended}   ({c(d['file'])})", "", "what each stage did:"]
     for s in d["stages"]:
@@ -177,28 +207,42 @@ def format_lineage(d: dict, text_lines: int = 30, html_lines: int = 20) -> str:
             lines.append("              replaced: " + (", ".join(f"{k} {v}" for k, v in sorted(rep.items())) or "nothing"))
         if s.get("duplicates_dropped"):
             lines.append(f"              kept copy of {s['duplicates_dropped']} dropped duplicate(s)")
-    rec = d.get("record")
-    lines += ["", "WARC record, re-read from the source:"]
-    if rec is None:
-        lines.append(f"  {c(d.get('record_error') or 'not a WARC source: nothing to re-read')}")
-    else:
-        rid = dict(rec["warc"]).get("WARC-Record-ID", "").strip("<>")
-        if d["warc_record_id"] and rid != d["warc_record_id"]:
-            lines.append(f"  WARNING: the record there is {c(rid)}, not this document's {c(d['warc_record_id'])}")
-        lines += [f"  {c(k)}: {c(v)}" for k, v in rec["warc"]]
-        if rec["http"]:
-            lines += ["", f"  {c(rec['http'][0])}"] + [f"  {c(k)}: {c(v)}" for k, v in rec["http"][1:]]
-        charset = (d["meta"] or {}).get("charset") or "utf-8"
-        try:
-            body = rec["body"].decode(charset, errors="replace")
-        except LookupError:
-            body = rec["body"].decode("utf-8", errors="replace")
-        lines += ["", f"  start of the payload ({len(rec['body']):,} bytes shown):"]
-        lines += [f"    | {ln}" for ln in format_text(body, html_lines, wrap=True)]
+    lines += _source_lines(d, html_lines)
     text = d.get("text")
     lines += ["", f"text as it left the run ({len(text or ''):,} characters):" if text else "text: none (never extracted)"]
     lines += [f"    | {ln}" for ln in format_text(text, text_lines)]
     return "\n".join(lines)
+
+
+def _source_lines(d: dict, html_lines: int) -> list[str]:
+    """The input record re-read: a WARC record's headers and payload start, or a JSONL line."""
+    c, kind, rec = docsets.clean, d.get("source_kind"), d.get("record")
+    if d.get("record_error"):
+        return ["", f"source: {c(d['record_error'])}"]
+    if kind == "jsonl" and d.get("source_line") is not None:
+        return ["", "the source line, re-read:"] + [f"    | {ln}" for ln in format_text(d["source_line"], 6, wrap=True)]
+    if kind != "warc" or rec is None:
+        return ["", f"source: a {kind} input, row {d['source_offset']} (not re-read)"]
+    lines = ["", "WARC record, re-read from the source:"]
+    rid = dict(rec["warc"]).get("WARC-Record-ID", "").strip("<>")
+    if d["warc_record_id"] and rid != d["warc_record_id"]:
+        lines.append(f"  WARNING: the record there is {c(rid)}, not this document's {c(d['warc_record_id'])}")
+    lines += [f"  {c(k)}: {c(v)}" for k, v in rec["warc"]]
+    if rec["http"]:
+        lines += ["", f"  {c(rec['http'][0])}"] + [f"  {c(k)}: {c(v)}" for k, v in rec["http"][1:]]
+    charset = (d["meta"] or {}).get("charset") or "utf-8"
+    try:
+        body = rec["body"].decode(charset, errors="replace")
+    except LookupError:
+        body = rec["body"].decode("utf-8", errors="replace")
+    lines += ["", f"  start of the payload ({len(rec['body']):,} bytes shown):"]
+    return lines + [f"    | {ln}" for ln in format_text(body, html_lines, wrap=True)]
+
+
+def _where(d: dict) -> str:
+    kind, off = d.get("source_kind"), d["source_offset"]
+    where = {"warc": f"byte {off}", "jsonl": f"line {off + 1 if off is not None else '?'}"}.get(kind, f"row {off}")
+    return where + (f"  (read by task {d['task']}, shard {d['shard']})" if d["task"] else "")
 
 
 def to_json(d: dict) -> str:
