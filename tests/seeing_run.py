@@ -51,17 +51,24 @@ def small_run() -> Path:
 
 @lru_cache(maxsize=None)
 def jsonl_run() -> Path:
-    """20 JSONL lines with an e-mail address each, through the pii stage alone (~3 s)."""
+    """20 English JSONL lines with an e-mail address each and 2 German ones, through the
+    language (English only) and pii stages alone (~3 s)."""
     import json
 
     root = Path(tempfile.mkdtemp(prefix="tokenmill-seeing-jsonl-"))
     atexit.register(shutil.rmtree, root, True)
     with open(root / "in.jsonl", "w") as f:
         for i in range(20):
-            f.write(json.dumps({"id": f"d{i}", "text": f"hello world {i}, mail me at a{i}@example.com please",
-                                "url": f"https://x.example/{i}"}) + "\n")
-    (root / "run.yaml").write_text(yaml.safe_dump({"input": str(root / "in.jsonl"), "output": str(root / "run"),
-                                                   "executor": {"kind": "local"}, "stages": ["pii"]}))
+            f.write(json.dumps({"id": f"d{i}", "url": f"https://x.example/{i}", "text":
+                                f"The council met on Tuesday {i} to discuss the budget of the city libraries. "
+                                f"Write to me at a{i}@example.com please."}) + "\n")
+        for i in range(2):
+            f.write(json.dumps({"id": f"de{i}", "url": f"https://x.example/de/{i}", "text":
+                                "Der Gemeinderat hat am Dienstag über das neue Budget der Bibliotheken gesprochen."})
+                    + "\n")
+    (root / "run.yaml").write_text(yaml.safe_dump({
+        "input": str(root / "in.jsonl"), "output": str(root / "run"), "executor": {"kind": "local"},
+        "stages": ["language", "pii"], "language": {"languages": ["en"], "min_score": 0.0}}))
     code = cli.main(["run", str(root / "run.yaml"), "--no-progress"])
     if code != 0:
         raise RuntimeError(f"the JSONL run failed (exit {code}); see the output above")

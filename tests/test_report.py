@@ -165,5 +165,5 @@ def test_report_of_a_run_without_filters():
     from seeing_run import jsonl_run
 
     figs = _figures((jsonl_run() / "report.html").read_text(encoding="utf-8"))
-    assert figs["funnel"] > 0 and figs["pii"] == 1 and figs["lengths"] == 20
-    assert figs["languages"] == 0 and figs["scores"] == 0 and figs["tokens"] == 0
+    assert figs["funnel"] > 0 and figs["pii"] == 1 and figs["lengths"] == 22 and figs["languages"] == 2
+    assert figs["scores"] == 0 and figs["tokens"] == 0 and figs["clusters"] == 0

@@ -74,3 +74,12 @@ def test_sample_says_what_the_run_has(capsys):
     assert "its reasons: top_2_gram_too_frequent" in capsys.readouterr().err
     assert cli.main(["sample", run, "--stage", "nope"]) == 2
     assert "its stages: url_filter, extract" in capsys.readouterr().err
+
+
+def test_sample_names_the_languages_kept(capsys):
+    from seeing_run import jsonl_run
+
+    assert cli.main(["sample", str(jsonl_run()), "--stage", "language", "--reason", "language_not_kept"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("dropped by language: language_not_kept") == 2 and "language de" in out
+    assert "rule     keep only en" in out

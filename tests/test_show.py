@@ -82,4 +82,4 @@ def test_show_a_jsonl_document_re_reads_its_line(capsys):
     assert cli.main(["show", str(run), "d3"]) == 0
     out = capsys.readouterr().out
     assert "line 4" in out and '"id": "d3"' in out and "a3@example.com" in out  # the source line, as read
-    assert "replaced: email 1" in out and "mail me at <EMAIL> please" in out
+    assert "replaced: email 1" in out and "Write to me at <EMAIL> please" in out

@@ -48,6 +48,7 @@ def sample(run_dir: str, stage: str, reason: str | None = None, n: int = 5, kept
     picks = docsets.pick_rows(files, n, seed, reason=None if kept else reason)
     rows = docsets.rows_at(picks, SHOWN)
     rules = docsets.rules(run)
+    keep_langs = (docsets.config_of(run).get("language") or {}).get("languages")
     out = []
     for row in rows:
         row = dict(row)
@@ -57,6 +58,8 @@ def sample(run_dir: str, stage: str, reason: str | None = None, n: int = 5, kept
         row["decided_by"] = docsets.decided_by(rules, stage, None if kept else row.get("reason"),
                                                {**row, "scores": [{"name": k, "value": v} for k, v in
                                                                   row["scores"].items()]})
+        if stage == "language" and row.get("reason") == "language_not_kept" and not kept:
+            row["kept_languages"] = keep_langs
         dedup = row["meta"].get("dedup") if isinstance(row["meta"], dict) else None
         row["kept_copy"] = dedup.get("rep_id") if isinstance(dedup, dict) and not kept and stage == "dedup" else None
         out.append(row)
@@ -114,6 +117,9 @@ def format_sample(docs: list[dict], stage: str, kept: bool, lines: int = 8) -> s
                        if d.get("language_score") is not None else f"  language {docsets.clean(d['language'])}")
         for j, rule in enumerate(d["decided_by"]):
             out.append(f"  {'scores' if j == 0 else '':<8} {format_rule(rule)}")
+        if d.get("kept_languages") is not None:
+            langs = d["kept_languages"]
+            out.append(f"  rule     keep only {', '.join(langs) if isinstance(langs, list) else langs}")
         if kept and d["decided_by"]:
             out.append("           (kept: the scores closest to their thresholds)")
         if d.get("kept_copy"):
@@ -128,6 +134,6 @@ def format_sample(docs: list[dict], stage: str, kept: bool, lines: int = 8) -> s
 
 def to_json(docs: list[dict]) -> str:
     """JSON for scripts: ASCII only (every non-ASCII and control character escaped)."""
-    keep = ["id", "url", "dropped_by", "reason", "decided_by", "kept_copy", "kept_copy_url", "language",
+    keep = ["id", "url", "dropped_by", "reason", "decided_by", "kept_languages", "kept_copy", "kept_copy_url", "language",
             "language_score", "source", "source_offset", "warc_date", "scores", "meta", "text"]
     return json.dumps([{k: d.get(k) for k in keep} for d in docs], indent=2, default=str)
