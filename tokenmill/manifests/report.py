@@ -9,8 +9,10 @@ step, retries and failures, the resolved config.
 
 Aggregates only: counts come from the manifests; distributions from the documents' columns,
 reading at most `max_parts` part files per directory (evenly spread; the report says when it
-sampled). The demo run's report is ~0.1 MB; the report grows with the number of rules and
-stages, not with documents. collect() is the data (JSON-able), report_html.render() the page.
+sampled). Measured: 92 kB for the demo run, 105 kB for the shared-data run, 93 kB for a
+synthetic 1,000-shard run (21 s, half of it reading the task files): the page grows with
+stages and rules, not with documents. collect() is the data (JSON-able), report_html.render()
+the page.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ retries, failures and an ETA:
 Whatever is shown, the counts go to `RUN/manifest/progress/<run_id>.json` (atomically, at most
 every `interval` seconds and at close): the task totals per step that `tokenmill inspect` needs
 to say what is pending while a run is in progress (task rows say only what is done).
-The Ray dashboard's address is printed once when Ray serves one.
+The Ray dashboard's address is printed once when Ray serves one. Cost: one JSON file of a few
+hundred bytes per step, rewritten at most every `interval` seconds.
 """
 
 from __future__ import annotations
