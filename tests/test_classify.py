@@ -287,3 +287,19 @@ def test_a_name_used_twice_is_refused(tmp_path, model):
     m = {"name": "q", "model": str(model), "label": "positive"}
     with pytest.raises(ConfigError, match=r"classify\.models\[1\]\.name: 'q' is used twice"):
         load(_config(tmp_path, tmp_path / "docs.jsonl", {"models": [m, m]}))
+
+
+def test_a_model_given_as_a_url_is_copied_to_the_worker(model):
+    """fsspec URLs (s3://, gs://, file://...): copied to a local temporary file once per worker."""
+    from tokenmill.filters.classifiers import ModelSpec, load_classifier
+
+    spec = ModelSpec(name="q", model=f"file://{model}", label="positive")
+    clf = load_classifier(spec)
+    try:
+        assert clf._tmp != str(model) and clf.score(["click here | log in | privacy policy"])[0] < 0.5
+    finally:
+        clf.close()
+    import os
+
+    assert not os.path.exists(clf._tmp)
+    assert ClassifyStage(ClassifyConfig(models=(spec,))).fingerprint()["model_files"]["q"][0].startswith(f"file://{model}:")
