@@ -35,12 +35,13 @@ def strip_tags(html: str, limit: int = MAX_CHARS) -> str:
 class LanguagePrefilter:
     """`skip(html)`: whether a page is confidently in none of `languages` (lid.176, top label)."""
 
-    def __init__(self, languages, min_score: float):
+    def __init__(self, languages, min_score: float, max_chars: int = MAX_CHARS):
         self.keep = {canonical_code(c) for c in languages}
         unknown = sorted(c for c in self.keep if c not in model_labels())
         if unknown:
             raise ValueError(f"extract.language_prefilter: lid.176 does not know {unknown}")
         self.min_score = min_score
+        self.max_chars = max_chars
         self.model = None
 
     def setup(self) -> None:
@@ -50,7 +51,7 @@ class LanguagePrefilter:
         """(label, score, stripped text); (None, 0.0, text) when no letters are left."""
         if self.model is None:
             self.setup()
-        text = strip_tags(html)
+        text = strip_tags(html, self.max_chars)
         line = normalize_for_lid(text)
         if not any(c.isalpha() for c in line):
             return None, 0.0, text

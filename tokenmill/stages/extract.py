@@ -1,4 +1,4 @@
-"""Extract: raw HTML bytes in, main text out (trafilatura with FineWeb's settings).
+"""Extract: raw HTML bytes in, main text out (trafilatura with FineWeb's settings, or resiliparse).
 
 Decoding order: the HTTP header's charset, then the HTML `<meta>` charset, then detection
 (charset-normalizer), each tried strictly before the next; labels follow the WHATWG mapping
@@ -7,12 +7,19 @@ Decoding order: the HTTP header's charset, then the HTML `<meta>` charset, then 
 trafilatura runs in a child process (one per worker, reused) so a document that hangs lxml
 or a regex is killed after `timeout_s` and counted (`extract_timeout`); the worker goes on.
 Documents that already carry text (WET, JSONL, Parquet input) pass through untouched.
-Extraction quality against bare trafilatura on 150 real pages: tests/test_extract.py.
+Extraction quality against bare trafilatura on 150 real pages: tests/test_extract.py; both
+extractors' snippet F1 and speed: bench/extract_modes.py.
+
+`language_prefilter` (off by default) skips extraction for pages that a cheap language pre-pass
+on the raw HTML calls confidently in a language that is not kept (filters/prefilter.py); they
+are dropped here as `language_prefilter`. Measured with `[en]` at 0.8 on the real pages of
+../shared/data: ~75% of the pages skipped, no keep/drop verdict changed (bench/prefilter.py).
 """
 
 from __future__ import annotations
 
 import codecs
+import importlib.util
 import logging
 import os
 import pickle
@@ -22,6 +29,7 @@ import subprocess
 import sys
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tokenmill.doc import Doc
 from tokenmill.stages.base import MapStage, StageContext
@@ -31,6 +39,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExtractConfig:
+    # trafilatura (FineWeb's) or resiliparse (the `fast` extra: ~20x faster, lower snippet F1 on the
+    # shared pages; bench/extract_modes.py prints both). The four options below are trafilatura's.
+    extractor: Literal["trafilatura", "resiliparse"] = "trafilatura"
     favor_precision: bool = True  # FineWeb: precision over recall
     include_comments: bool = False
     include_tables: bool = True
@@ -46,6 +57,8 @@ class ExtractConfig:
     prefilter_min_score: float = 0.8
 
     def __post_init__(self):
+        if self.extractor == "resiliparse" and importlib.util.find_spec("resiliparse") is None:
+            raise ValueError("extractor: resiliparse is not installed: pip install 'tokenmill[fast]'")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s: must be positive")
         if not 0.0 < self.prefilter_min_score <= 1.0:
@@ -119,6 +132,12 @@ def decode_html(raw: bytes, http_charset: str | None = None) -> tuple[str, str]:
 
 
 def _extract(html: str, opts: dict) -> str | None:
+    if opts.get("extractor") == "resiliparse":
+        from resiliparse.extract.html2text import extract_plain_text
+
+        return extract_plain_text(html, preserve_formatting=True, main_content=True, list_bullets=False,
+                                  alt_texts=False, links=False, form_fields=False, noscript=False,
+                                  comments=opts["include_comments"])
     import trafilatura
 
     return trafilatura.extract(html, **opts)
@@ -196,13 +215,16 @@ class ExtractStage(MapStage):
 
     def setup(self) -> None:
         c = self.config
-        self.opts = dict(
-            favor_precision=c.favor_precision,
-            include_comments=c.include_comments,
-            include_tables=c.include_tables,
-            deduplicate=c.deduplicate,
-            include_images=False,
-        )
+        if c.extractor == "resiliparse":
+            self.opts = dict(extractor="resiliparse", include_comments=c.include_comments)
+        else:
+            self.opts = dict(
+                favor_precision=c.favor_precision,
+                include_comments=c.include_comments,
+                include_tables=c.include_tables,
+                deduplicate=c.deduplicate,
+                include_images=False,
+            )
         self.child = _Child(self.opts) if c.isolate else None
         self.prefilter = None
         if c.language_prefilter is not None:
