@@ -137,3 +137,16 @@ def test_cli_names_the_yaml_boolean_and_exits_2(tmp_path, inputs):
                            "--no-progress"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert 'language.languages[1]: expected a string, got false' in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_classify_may_be_written_as_a_list_of_models(tmp_path):
+    """`classify: [{...}]` is `classify: {models: [{...}]}`: the issue's form of the section."""
+    from tokenmill.config import ConfigError, from_dict
+
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    data = {"input": str(tmp_path / "a.jsonl"), "output": str(tmp_path / "o"),
+            "classify": [{"name": "q", "kind": "fasttext", "model": str(tmp_path / "missing.bin"), "label": "positive"}]}
+    with pytest.raises(ConfigError, match=r"classify\.models\[0\]\.model"):
+        from_dict(data, "t.yaml")
+    cfg = from_dict({**data, "classify": []}, "t.yaml")
+    assert cfg.options("classify").models == ()

@@ -108,7 +108,7 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
     input_cfg = _input_config(data["input"], source)
     executor = _executor_config(data.get("executor") or {}, overrides, source)
     names = _stage_names(data.get("stages"), source)
-    stage_options = {name: build(stage_registry.stage_class(name).Config, data.get(name) or {}, name, source)
+    stage_options = {name: build(stage_registry.stage_class(name).Config, _section(name, data.get(name)), name, source)
                      for name in stage_registry.available()}
     cfg = PipelineConfig(input_cfg, _absolute(data["output"]), executor, names, stage_options, source)
     if check_inputs:
@@ -119,6 +119,19 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
         except (FileNotFoundError, OSError) as e:
             raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+# A stage whose options are mostly one list may be written as that list: `classify: [{name: ...}]`
+# means `classify: {models: [{name: ...}]}`.
+LIST_SECTIONS = {"classify": "models"}
+
+
+def _section(name: str, value: Any) -> Any:
+    if value is None:
+        return {}
+    if isinstance(value, list) and name in LIST_SECTIONS:
+        return {LIST_SECTIONS[name]: value}
+    return value
 
 
 def _check_top_keys(data: dict, source: str) -> None:
