@@ -7,6 +7,12 @@ prompt is read as the start of a document (BOS first); sampling stops at the nex
 model starting another document) or after `max_new_tokens`. The same seed gives the same
 text. Cost: one forward of one token per new token; 100 new tokens from `tiny` (vocab 4096)
 took 1.6 s on CPU, loading included.
+
+`generate_batch` continues B prompts of one length at once (RL's group of answers). Measured on
+the demo's SFT model (2 x 128, vocab 2,598), a group of 8 after a 16-token prompt, one thread
+on this shared 2-core machine: 8 new tokens each, 652 tok/s with the KV cache, 180 without
+(3.6x); 100 new tokens each, 449 vs 96 tok/s (4.7x: without it every step recomputes the whole
+sequence).
 """
 
 from __future__ import annotations

@@ -1,0 +1,120 @@
+"""`tokenmill train data|sft|rm|rl` as a user runs them (subprocesses), on a tiny pretrained model:
+exit codes, metrics.jsonl with the validation figures on the first and last lines, lineage,
+SFT's held-out loss falling, and bad input giving a clear error and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import need
+
+torch = need("torch")
+
+from test_train import make_tokens  # noqa: E402
+from tokenmill.train import checkpoint, pretrain  # noqa: E402
+from tokenmill.train.cli import add_train_parser, run_train  # noqa: E402
+
+TOKENMILL = os.path.join(os.path.dirname(sys.executable), "tokenmill")
+
+
+def tm(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([TOKENMILL, "train", *args], capture_output=True, text=True, timeout=300)
+
+
+def metrics(d) -> list[dict]:
+    return [json.loads(line) for line in open(os.path.join(d, "metrics.jsonl"))]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """base (pretrained 40 steps on the toy language) → data → sft → rm and rl, through the CLI."""
+    root = tmp_path_factory.mktemp("chain")
+    tokens = make_tokens(root)
+    base, data = str(root / "base"), str(root / "data")
+    pretrain.train(tokens, base, device="cpu", steps=40, eval_every=40, log_fn=lambda s: None)
+    runs = {"data": tm("data", "--task", "arithmetic", "--out", data)}
+    runs["sft"] = tm("sft", "--ckpt", base, "--data", f"{data}/sft.jsonl", "--out", str(root / "sft"),
+                     "--steps", "30", "--eval-every", "15", "--lr", "3e-3", "--device", "cpu")
+    runs["rm"] = tm("rm", "--ckpt", str(root / "sft"), "--data", f"{data}/prefs.jsonl", "--out", str(root / "rm"),
+                    "--steps", "10", "--eval-every", "5", "--device", "cpu")
+    runs["rl"] = tm("rl", "--ckpt", str(root / "sft"), "--task", "arithmetic", "--out", str(root / "rl"),
+                    "--steps", "4", "--eval-every", "2", "--group-size", "4", "--prompts-per-step", "2",
+                    "--kl-coef", "0.05", "--ppo-epochs", "2", "--device", "cpu")
+    return root, runs
+
+
+def test_every_stage_exits_0_and_logs_its_validation_figures_first_and_last(chain):
+    root, runs = chain
+    for name, r in runs.items():
+        assert r.returncode == 0, (name, r.stdout[-2000:], r.stderr[-2000:])
+    for stage, key, steps in (("sft", "val_loss", [0, 15, 30]), ("rm", "val_accuracy", [0, 5, 10]),
+                              ("rl", "val_accuracy", [0, 2, 4])):
+        m = metrics(root / stage)
+        assert [r["step"] for r in m if r[key] is not None] == steps, (stage, m)
+        assert m[0][key] is not None and m[-1][key] is not None
+    rl = metrics(root / "rl")
+    assert all(0 <= r["mean_reward"] <= 1 for r in rl[1:]) and rl[0]["mean_reward"] is None
+    assert all(0 <= r["val_accuracy"] <= 1 for r in metrics(root / "rm") if r["val_accuracy"] is not None)
+
+
+def test_sft_held_out_loss_falls_and_the_model_answers_in_the_chat_format(chain):
+    root, runs = chain
+    m = metrics(root / "sft")
+    assert m[-1]["val_loss"] < 0.5 * m[0]["val_loss"], m
+    assert "→" in runs["sft"].stdout  # held-out prompts and the replies, printed at the end
+    r = tm("sample", "--ckpt", str(root / "sft"), "--chat", "--prompt", "What is 2 + 3?", "--device", "cpu")
+    assert r.returncode == 0 and r.stdout.strip().isdigit(), r.stdout  # a number, then <|end|>: it stopped
+
+
+def test_checkpoints_record_their_lineage(chain):
+    root, _ = chain
+    base = str(root / "base")
+    assert [s for s, _ in checkpoint.lineage(str(root / "rl"))] == ["rl", "sft", "pretrain"]
+    assert checkpoint.lineage(str(root / "rm"))[1:] == [("sft", str(root / "sft")), ("pretrain", base)]
+    sft_ckpt = torch.load(root / "sft/ckpt.pt", weights_only=False)
+    base_ckpt = torch.load(root / "base/ckpt.pt", weights_only=False)
+    assert sft_ckpt["model_config"]["vocab_size"] == base_ckpt["model_config"]["vocab_size"] + 3  # the chat tokens
+    tok = json.load(open(root / "sft/tokenizer.json"))
+    assert {"<|user|>", "<|assistant|>", "<|end|>"} <= {t["content"] for t in tok["added_tokens"]}
+
+
+def test_rl_with_the_reward_model_runs(chain, tmp_path):
+    root, _ = chain
+    r = tm("rl", "--ckpt", str(root / "sft"), "--reward-model", str(root / "rm"), "--out", str(tmp_path / "rlhf"),
+           "--steps", "2", "--group-size", "3", "--prompts-per-step", "2", "--device", "cpu")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "reward model" in r.stdout and len(metrics(tmp_path / "rlhf")) == 2
+    r = tm("rl", "--ckpt", str(root / "sft"), "--reward-model", str(root / "sft"), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "not a reward model" in r.stderr
+
+
+def test_bad_input_exits_2_with_a_message_not_a_traceback(chain, tmp_path, capsys):
+    root, _ = chain
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    (tmp_path / "prefs.jsonl").write_text('{"prompt": "a", "chosen": "b", "rejected": "c"}\n')
+    r = tm("sft", "--ckpt", str(root / "base"), "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr, r.stderr[-1500:]
+    # the rest in-process (the same run_train the command calls; no torch import per case)
+    parser = argparse.ArgumentParser(prog="tokenmill")
+    add_train_parser(parser.add_subparsers(dest="command"))
+    cases = [
+        (("sft", "--ckpt", str(root / "base"), "--data", str(tmp_path / "empty.jsonl")), "holds no conversations"),
+        (("sft", "--ckpt", str(root / "base"), "--data", str(tmp_path / "bad.jsonl")), "bad.jsonl:1: no assistant"),
+        (("rm", "--ckpt", str(root / "sft"), "--data", str(tmp_path / "bad.jsonl")), "bad.jsonl:1: expected"),
+        (("rm", "--ckpt", str(tmp_path / "nockpt"), "--data", str(tmp_path / "prefs.jsonl")), "no checkpoint"),
+        (("rm", "--ckpt", str(root / "sft"), "--data", str(tmp_path / "prefs.jsonl")), "need at least 2"),
+        (("rl", "--ckpt", str(root / "sft"), "--task", "chess"), "unknown task"),
+        (("rl", "--ckpt", str(root / "base")), "no chat tokens"),
+        (("demo", "--tokens", str(tmp_path / "none")), "no token shards"),
+    ]
+    for args, message in cases:
+        args = parser.parse_args(["train", *args, "--out", str(tmp_path / "out"), "--device", "cpu"])
+        assert run_train(args) == 2, args
+        assert message in capsys.readouterr().err, args
