@@ -303,3 +303,25 @@ def test_a_model_given_as_a_url_is_copied_to_the_worker(model):
 
     assert not os.path.exists(clf._tmp)
     assert ClassifyStage(ClassifyConfig(models=(spec,))).fingerprint()["model_files"]["q"][0].startswith(f"file://{model}:")
+
+
+def test_num_gpus_reaches_each_task_of_the_step(tmp_path, model):
+    """classify.num_gpus: every task of the fused step asks the executor for that many GPUs."""
+    from tokenmill.config import from_dict
+    from tokenmill.pipeline import run_pipeline
+    from tokenmill.pipeline.executors import LocalExecutor
+
+    class Recording(LocalExecutor):
+        seen: list = []
+
+        def run(self, tasks, on_attempt):
+            self.seen.extend(t.gpus for t in tasks)
+            super().run(tasks, on_attempt)
+
+    make_jsonl(tmp_path / "docs.jsonl", [{"id": "a", "text": prose(random.Random(1))}])
+    cfg = from_dict({"input": str(tmp_path / "docs.jsonl"), "output": str(tmp_path / "run"), "stages": ["pii", "classify"],
+                     "classify": {"num_gpus": 0.5, "models": [{"name": "q", "model": str(model), "label": "positive"}]}},
+                    "t.yaml")
+    ex = Recording()
+    assert run_pipeline(cfg, progress=False, executor=ex).ok
+    assert ex.seen == [0.5]

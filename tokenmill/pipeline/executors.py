@@ -46,6 +46,7 @@ class Task:
     args: tuple
     attempt: int = 1
     cpus: int = 1
+    gpus: float = 0  # Ray: num_gpus the task reserves (a classify step with classify.num_gpus)
     lost: int = 0  # attempts lost to a dead Ray node: not counted against max_attempts
 
 
@@ -150,13 +151,13 @@ class RayExecutor:
         self.max_task_cpus = max([int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1])
         # Retries are ours (so every attempt is recorded), not Ray's.
         self._call = ray.remote(max_retries=0)(call_task)
-        self._remotes: dict[int, Any] = {}
+        self._remotes: dict[tuple, Any] = {}
 
-    def _remote(self, cpus: int):
-        if cpus not in self._remotes:  # the job's runtime_env (e.g. under `ray job submit`) is merged in
-            self._remotes[cpus] = self._call.options(
-                num_cpus=cpus, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus)}})
-        return self._remotes[cpus]
+    def _remote(self, cpus: int, gpus: float = 0):
+        if (cpus, gpus) not in self._remotes:  # the job's runtime_env (e.g. under `ray job submit`) is merged in
+            self._remotes[(cpus, gpus)] = self._call.options(
+                num_cpus=cpus, num_gpus=gpus, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus)}})
+        return self._remotes[(cpus, gpus)]
 
     def _node_died(self, e: BaseException) -> bool:
         exc = self.ray.exceptions
@@ -188,7 +189,7 @@ class RayExecutor:
                 queue.append(item[1])
             while queue and len(pending) < self.workers:
                 task = queue.popleft()
-                pending[self._remote(task.cpus).remote(task.fn, task.args)] = (task, time.time())
+                pending[self._remote(task.cpus, task.gpus).remote(task.fn, task.args)] = (task, time.time())
             if not pending:
                 time.sleep(0.05)
                 continue

@@ -301,6 +301,8 @@ class Runner:
         workdirs = {n: storage.join(self.run_dir, "work", n) for n in step.stages}
         stage_opts = [(n, self.cfg.options(n)) for n in step.stages]
         keys = self._shard_keys(shards) if step.reader else None
+        gpus = max([registry.stage_class(n)(self.cfg.options(n)).resources().get("num_gpus", 0) for n in step.stages],
+                   default=0)
         refs = []
         for i in range(len(shards)):
             if i in self.failed_shards:
@@ -312,7 +314,7 @@ class Runner:
                 in_path=storage.join(step.in_dir, part_name(i)) if step.in_dir else None,
             )
             key = keys[i] if keys else _key("part", self.part_sums[upstream][i], global_key)
-            refs.append(TaskRef(Task(f"s{step.index:02d}-{i:05d}", run_map_task, (spec,)), i, spec.inputs, key))
+            refs.append(TaskRef(Task(f"s{step.index:02d}-{i:05d}", run_map_task, (spec,), gpus=gpus), i, spec.inputs, key))
         failed_before = self.summary.failed
         self._run_tasks(step, refs, step.name)
         sums = self.part_sums.setdefault(step.index, {})

@@ -45,6 +45,11 @@ class Stage:
     def close(self) -> None:
         """Release what setup() acquired (child processes, files)."""
 
+    def resources(self) -> dict:
+        """What each task running this stage asks the scheduler for beyond one CPU, e.g.
+        {"num_gpus": 1}; a fused step asks for the most any of its stages asks."""
+        return {}
+
     def fingerprint(self) -> dict:
         """What decides this stage's output: hashed into the run record for resume."""
         cfg = dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else self.config

@@ -35,10 +35,15 @@ SCORE_PREFIX = "classify."
 class ClassifyConfig:
     models: tuple[ModelSpec, ...] = ()  # run in one pass, in this order
     batch_docs: int = 256  # documents scored together
+    # GPUs each task of this step asks Ray for (e.g. 1, or 0.25 to share one GPU among four tasks);
+    # 0: none (a transformers model then runs on the CPU unless the worker sees a GPU anyway)
+    num_gpus: float = 0
 
     def __post_init__(self):
         if self.batch_docs < 1:
             raise ValueError("batch_docs: must be at least 1")
+        if self.num_gpus < 0:
+            raise ValueError("num_gpus: must be >= 0")
         seen = set()
         for i, m in enumerate(self.models):
             if m.name in seen:
@@ -56,6 +61,9 @@ def _model_identity(path: str) -> list[str]:
 class ClassifyStage(MapStage):
     name = "classify"
     Config = ClassifyConfig
+
+    def resources(self) -> dict:
+        return {"num_gpus": self.config.num_gpus} if self.config.num_gpus else {}
 
     def setup(self) -> None:
         self.classifiers = [load_classifier(m) for m in self.config.models]
