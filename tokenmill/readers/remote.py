@@ -10,7 +10,9 @@ tell) whose reads are retried at the I/O level, apart from (and long before) tas
   the whole file. A server that ignores Range (200) is read up to that byte again and skipped.
   Common Crawl's server throttles with 503/429 under load; this is what it is for.
 - s3://, gs://, ... `ResumableFile` over the fsspec backend's own file: a dropped connection
-  reopens it and seeks to the offset reached (s3fs/botocore also retry single requests).
+  reopens it and seeks to the offset reached; a throttled request (S3's 503 SlowDown) is retried.
+  On S3 the requests are tried once by s3fs and botocore (their own retries off), so every retry
+  is this module's: with backoff and jitter, and counted; reads ahead 8 MB (`S3_BLOCK_BYTES`).
 - local paths: the file itself.
 - fsspec's own http(s) filesystem is replaced (on import) by one whose `info`/`exists` retry the
   same way and tell 404 from 503, so a size or file-identity lookup elsewhere in the pipeline
@@ -35,6 +37,7 @@ per seek), no extra copies. The HTTP side (`HttpFile`, the fsspec filesystem) is
 from __future__ import annotations
 
 import email.utils
+import errno
 import io
 import logging
 import time
@@ -173,8 +176,40 @@ def _fsspec_retryable() -> tuple[type[BaseException], ...]:
     return tuple(kinds)
 
 
+def _throttled(e: BaseException) -> bool:
+    """An object store's "slow down" (S3 503 SlowDown, a 429/5xx) as the backend raises it: s3fs
+    turns SlowDown and 503 into OSError(EBUSY); botocore's ClientError keeps the HTTP status."""
+    for err in (e, e.__cause__):
+        if err is None:
+            continue
+        if isinstance(err, OSError) and err.errno == errno.EBUSY:
+            return True
+        status = (getattr(err, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in RETRY_STATUSES:
+            return True
+    return False
+
+
+S3_BLOCK_BYTES = 8 << 20  # s3fs reads ahead one block: 8 MB, not its default 50 MB, per open input
+
+
+def _requests_tried_once(fs):
+    """The same S3 filesystem with botocore's and s3fs's own retries off, so that a throttled or
+    dropped request reaches this module's retry loop (backoff with jitter, counted) instead of being
+    retried up to 25 times unseen (botocore 5 x s3fs 5). Other backends are returned as they are."""
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    if "s3" not in protocols:
+        return fs
+    opts = dict(fs.storage_options)
+    opts["config_kwargs"] = {**opts.get("config_kwargs", {}), "retries": {"total_max_attempts": 1, "mode": "standard"}}
+    twin = type(fs)(**opts)
+    twin.retries = 1  # s3fs's own loop (a class attribute, not a constructor option)
+    return twin
+
+
 class ResumableFile(io.RawIOBase):
-    """An fsspec file (s3://, gs://, ...) that reopens at the offset reached when its connection drops."""
+    """An fsspec file (s3://, gs://, ...) that reopens at the offset reached when its connection
+    drops, and retries a throttled request (S3 503 SlowDown) with backoff, counting both."""
 
     def __init__(self, url: str, policy: RetryPolicy | None = None, counters: Counter | None = None):
         super().__init__()
@@ -183,7 +218,9 @@ class ResumableFile(io.RawIOBase):
         self.url = url
         self.policy = policy or RetryPolicy()
         self.counters = counters
-        self.fs, self.path = storage.fs_and_path(url)
+        fs, self.path = storage.fs_and_path(url)
+        self.fs = _requests_tried_once(fs)
+        self._open_kw = {"block_size": S3_BLOCK_BYTES} if self.fs is not fs else {}
         self.pos = 0
         self._f = None
         self._cut = False
@@ -220,6 +257,12 @@ class ResumableFile(io.RawIOBase):
                 self._close_file()
                 self._cut = True
                 raise _Retryable(f"connection dropped at byte {self.pos}: {type(e).__name__}: {e}") from None
+            except OSError as e:
+                if not _throttled(e):
+                    raise
+                self._close_file()
+                self._cut = True
+                raise _Retryable(f"throttled at byte {self.pos}: {e}") from None
             buf[: len(data)] = data
             return len(data)
 
@@ -236,7 +279,7 @@ class ResumableFile(io.RawIOBase):
 
     def _reopen(self) -> None:
         try:
-            self._f = self.fs.open(self.path, "rb")
+            self._f = self.fs.open(self.path, "rb", **self._open_kw)
             if self.pos:
                 self._f.seek(self.pos)
         except FileNotFoundError as e:
@@ -244,6 +287,11 @@ class ResumableFile(io.RawIOBase):
         except _fsspec_retryable() as e:
             self._close_file()
             raise _Retryable(f"cannot open: {type(e).__name__}: {e}") from None
+        except OSError as e:
+            if not _throttled(e):
+                raise
+            self._close_file()
+            raise _Retryable(f"cannot open, throttled: {e}") from None
         if self._cut and self.pos:
             if self.counters is not None:
                 self.counters["io_resumes"] += 1
