@@ -154,11 +154,13 @@ def test_many_cluster_sizes_are_bucketed():
 
 
 def test_report_says_when_it_sampled_or_saw_no_removed_documents():
-    d = collect(str(small_run()), max_parts=1)
-    assert ("docs", 1, 2) in d["sampled"]  # two shards, one part read
+    d = collect(str(small_run()), max_parts=1, max_docs=5)
+    docs = next(s for s in d["sampled"] if s[0] == "docs")
+    assert docs[1:4] == (1, 2, 5) and docs[4] > 5  # one part of two read, five of its documents kept
+    assert sum(sum(c) for _, c in d["lengths"]["series"]) <= 5 * len(d["stages"])
     d["config"]["executor"]["keep_removed"] = False
     page = render(d)
-    assert "docs 1 of 2" in page and "executor.keep_removed is false" in page
+    assert f"docs 5 of {docs[4]} documents in 1 of 2 parts" in page and "executor.keep_removed is false" in page
 
 
 def test_report_of_a_run_without_filters():

@@ -8,8 +8,8 @@ duplicate cluster sizes, PII replacements, tokens per shard and split, time per 
 step, retries and failures, the resolved config.
 
 Aggregates only: counts come from the manifests; distributions from the documents' columns,
-reading at most `max_parts` part files per directory (evenly spread; the report says when it
-sampled). Measured: 92 kB for the demo run, 105 kB for the shared-data run, 93 kB for a
+reading at most `max_parts` part files and `max_docs` documents per directory, one part at a
+time (evenly spread; the report says when it sampled), so memory stays bounded. Measured: 92 kB for the demo run, 105 kB for the shared-data run, 93 kB for a
 synthetic 1,000-shard run (21 s, half of it reading the task files): the page grows with
 stages and rules, not with documents. collect() is the data (JSON-able), report_html.render()
 the page.
@@ -33,41 +33,62 @@ from tokenmill.manifests.store import read_tasks
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 256  # part files read per directory for distributions
+MAX_DOCS = 200_000  # documents per directory for distributions (~30 MB of arrays)
 BINS = 30
 COLUMNS = ["url", "text", "language", "language_score", "scores", "reason"]
 
 
 class Place:
-    """The documents of one directory, as arrays: where they ended, their lengths, scores."""
+    """The documents of one directory, as arrays: where they ended, their lengths, scores.
 
-    def __init__(self, stage: str | None, directory: str, max_parts: int):
+    Read one part at a time and cut to at most `max_docs` documents in all (evenly spread in
+    each part), so memory stays bounded whatever the run's size: text is measured and let go."""
+
+    def __init__(self, stage: str | None, directory: str, max_parts: int, max_docs: int = MAX_DOCS):
         self.stage = stage
         files, self.total_parts = docsets.part_files(directory, max_parts)
         self.read_parts = len(files)
-        tables = [docsets.read(f, COLUMNS) for f in files]
-        t = pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
-        self.n = t.num_rows
-        col = lambda name: t.column(name) if name in t.column_names else pa.nulls(self.n)  # noqa: E731
-        self.length = np.asarray(pc.fill_null(pc.utf8_length(col("text").cast(pa.string())), -1).to_numpy(
-            zero_copy_only=False), dtype=np.int64) if self.n else np.zeros(0, np.int64)
-        self.language = col("language").cast(pa.string()).to_pylist()
-        self.language_score = np.asarray(col("language_score").cast(pa.float64()).to_numpy(zero_copy_only=False),
-                                         dtype=float) if self.n else np.zeros(0)
-        self.reason = col("reason").cast(pa.string()).to_pylist() if stage is not None else [None] * self.n
-        self.urls = col("url").cast(pa.string()).to_pylist()
-        self.scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (rows, values)
-        if self.n and "scores" in t.column_names:
-            lst = t.column("scores").combine_chunks()
-            flat = pc.list_flatten(lst)
-            if len(flat):
-                parents = pc.list_parent_indices(lst).to_numpy()
-                names = pc.dictionary_encode(flat.field("name")).combine_chunks() if isinstance(
-                    flat, pa.ChunkedArray) else pc.dictionary_encode(flat.field("name"))
-                codes = names.indices.to_numpy(zero_copy_only=False)
-                values = flat.field("value").to_numpy(zero_copy_only=False)
-                for k, name in enumerate(names.dictionary.to_pylist()):
-                    m = codes == k
-                    self.scores[name] = (parents[m], values[m])
+        cap = max(1, max_docs // max(len(files), 1))
+        self.rows_seen = 0
+        lengths, languages, lscores, reasons = [], [], [], []
+        self.examples: dict[str, list[str]] = defaultdict(list)  # reason -> up to 3 distinct URLs
+        scores: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+        n = 0
+        for f in files:
+            t = docsets.read(f, COLUMNS)
+            self.rows_seen += t.num_rows
+            if t.num_rows > cap:
+                t = t.take(np.linspace(0, t.num_rows - 1, cap).astype(np.int64))
+            col = lambda name: (t.column(name) if name in t.column_names  # noqa: E731
+                                else pa.nulls(t.num_rows)).combine_chunks()
+            lengths.append(pc.fill_null(pc.utf8_length(col("text").cast(pa.string())), -1).to_numpy(zero_copy_only=False))
+            languages += col("language").cast(pa.string()).to_pylist()
+            lscores.append(col("language_score").cast(pa.float64()).to_numpy(zero_copy_only=False))
+            why = col("reason").cast(pa.string()).to_pylist() if stage is not None else [None] * t.num_rows
+            reasons += why
+            if stage is not None:
+                for url, reason in zip(col("url").cast(pa.string()).to_pylist(), why):
+                    ex = self.examples[reason]
+                    if url and len(ex) < 3 and url[:160] not in ex:
+                        ex.append(url[:160])
+            if "scores" in t.column_names:
+                lst = col("scores")
+                flat = pc.list_flatten(lst)
+                if len(flat):
+                    parents = pc.list_parent_indices(lst).to_numpy() + n
+                    names = pc.dictionary_encode(flat.field("name"))
+                    codes = names.indices.to_numpy(zero_copy_only=False)
+                    values = flat.field("value").to_numpy(zero_copy_only=False)
+                    for k, name in enumerate(names.dictionary.to_pylist()):
+                        m = codes == k
+                        scores[name].append((parents[m], values[m]))
+            n += t.num_rows
+        self.n = n
+        self.length = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
+        self.language = languages
+        self.language_score = np.concatenate(lscores).astype(float) if lscores else np.zeros(0)
+        self.reason = reasons
+        self.scores = {k: (np.concatenate([r for r, _ in v]), np.concatenate([x for _, x in v])) for k, v in scores.items()}
 
 
 def _hist(values: np.ndarray, lo: float, hi: float, bins: int = BINS, log_x: bool = False):
@@ -141,7 +162,7 @@ def places_after(places: list[Place], stage: str) -> set[str]:
     return set(names[names.index(stage) + 1:]) if stage in names else set()
 
 
-def collect(run_dir: str, max_parts: int = MAX_PARTS) -> dict:
+def collect(run_dir: str, max_parts: int = MAX_PARTS, max_docs: int = MAX_DOCS) -> dict:
     """Everything the report draws, aggregated (JSON-able)."""
     run_dir = run_dir.rstrip("/")
     if not storage.exists(storage.join(run_dir, "manifest")):
@@ -157,23 +178,16 @@ def collect(run_dir: str, max_parts: int = MAX_PARTS) -> dict:
     for r in table:
         counters.update(r["counters"])
 
-    places = [Place(s, d, max_parts) for s, d in docsets.places(run_dir, run)]
-    sampled = [(p.stage or "docs", p.read_parts, p.total_parts) for p in places if p.read_parts < p.total_parts]
+    places = [Place(s, d, max_parts, max_docs) for s, d in docsets.places(run_dir, run)]
+    sampled = [(p.stage or "docs", p.read_parts, p.total_parts, p.n, p.rows_seen) for p in places
+               if p.read_parts < p.total_parts or p.n < p.rows_seen]
 
     funnel = []
     if maps:
         funnel.append(("records read", maps[0]["docs_in"]))
         funnel += [(r["stage"], r["docs_out"]) for r in maps]
 
-    examples: dict[str, dict[str, list[str]]] = {}
-    for p in places:
-        if p.stage is None:
-            continue
-        ex: dict[str, list[str]] = defaultdict(list)
-        for url, reason in zip(p.urls, p.reason):
-            if url and len(ex[reason]) < 3 and url[:160] not in ex[reason]:
-                ex[reason].append(url[:160])
-        examples[p.stage] = dict(ex)
+    examples = {p.stage: dict(p.examples) for p in places if p.stage is not None}
 
     languages: dict[str, Counter] = defaultdict(Counter)
     if "language" in stages:

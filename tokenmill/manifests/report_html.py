@@ -231,8 +231,9 @@ def render(d: dict) -> str:
         sampled += ("<p><b>executor.keep_removed is false</b>: dropped documents were not written, so the "
                     "distributions below show kept documents only (counts still come from the manifests).</p>")
     if d["sampled"]:
-        sampled += "<p>Distributions read a sample of part files: " + ", ".join(
-            f"{esc(n)} {a} of {b}" for n, a, b in d["sampled"]) + " (counts are exact: from the manifests).</p>"
+        sampled += "<p>Distributions are drawn from a sample: " + ", ".join(
+            f"{esc(n)} {num(docs)} of {num(rows)} documents in {a} of {b} parts" for n, a, b, docs, rows in d["sampled"]
+        ) + " (counts are exact: from the manifests).</p>"
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in [
         ("funnel", "funnel"), ("drops", "drop reasons"), ("languages", "languages"), ("lengths", "lengths"),
         ("scores", "scores"), ("dedup", "duplicates"), ("pii", "PII"), ("tokens", "tokens"), ("time", "time"),
