@@ -152,17 +152,30 @@ def _said(r: RuleView, value: float) -> dict:
 
 def pick_rows(files: list[str], k: int, seed: int, reason: str | None = None) -> list[tuple[str, int]]:
     """k (file, row) pairs drawn at random (seeded) from the files' rows, or from those whose
-    `reason` column equals `reason`. Reads only the reason column (or the footers)."""
-    candidates: list[tuple[str, int]] = []
+    `reason` column equals `reason`. Reads only the reason column (or the footers), and holds
+    one integer array per file, never a list of every row."""
+    import bisect
+
+    import numpy as np
+
+    rows: list = []  # per file: a row count (every row) or the matching row numbers
     for f in files:
         if reason is None:
-            candidates += [(f, i) for i in range(storage.num_rows(f))]
+            rows.append(storage.num_rows(f))
         else:
             col = read(f, ["reason"]).column("reason")
-            idx = pc.indices_nonzero(pc.fill_null(pc.equal(col, reason), False)).to_pylist()
-            candidates += [(f, i) for i in idx]
-    chosen = sorted(random.Random(seed).sample(range(len(candidates)), min(k, len(candidates))))
-    return [candidates[i] for i in chosen]
+            rows.append(np.asarray(pc.indices_nonzero(pc.fill_null(pc.equal(col, reason), False))))
+    sizes = [r if isinstance(r, int) else len(r) for r in rows]
+    starts = [0]
+    for n in sizes:
+        starts.append(starts[-1] + n)
+    chosen = sorted(random.Random(seed).sample(range(starts[-1]), min(k, starts[-1])))
+    out = []
+    for g in chosen:
+        i = bisect.bisect_right(starts, g) - 1
+        j = g - starts[i]
+        out.append((files[i], j if isinstance(rows[i], int) else int(rows[i][j])))
+    return out
 
 
 def rows_at(picks: list[tuple[str, int]], columns: list[str] | None = None) -> list[dict]:
