@@ -6,7 +6,8 @@ tasks done of total, documents per second (the documents the tasks read: `stats[
 retries, failures and an ETA:
   - stderr is a terminal: a tqdm bar per step, the rates as its postfix;
   - otherwise (a CI or cluster log): one plain line per step every `interval` seconds
-    (TOKENMILL_PROGRESS_INTERVAL, default 5), and one when the step ends; no carriage returns.
+    (TOKENMILL_PROGRESS_INTERVAL, default 5), also while no task ends, and one when the step
+    ends; no carriage returns.
 Whatever is shown, the counts go to `RUN/manifest/progress/<run_id>.json` (atomically, at most
 every `interval` seconds and at close): the task totals per step that `tokenmill inspect` needs
 to say what is pending while a run is in progress (task rows say only what is done).
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 
 from tqdm import tqdm
@@ -75,6 +77,23 @@ class StepProgress:
                 _DASHBOARD_SHOWN.add(url)
                 self._say(f"Ray dashboard: {url}")
         self._write(force=True)
+        # a ticker keeps the clock moving while no task ends: the bar's elapsed time and ETA each
+        # second, a log line every `interval` seconds
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._ticker = None
+        if self.bar is not None or self.lines:
+            self._ticker = threading.Thread(target=self._tick, name="tokenmill-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        period = 1.0 if self.bar is not None else max(self.interval, 0.05)
+        while not self._stop.wait(period):
+            with self._lock:
+                if self.bar is not None:
+                    self.bar.refresh()
+                elif time.time() - self.last_line >= self.interval:
+                    self.last_line = time.time()
+                    self._say(self.line())
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
@@ -104,6 +123,10 @@ class StepProgress:
 
     def attempt(self, a) -> None:
         """One attempt reported by the executor (pipeline.executors.Attempt)."""
+        with self._lock:
+            self._attempt(a)
+
+    def _attempt(self, a) -> None:
         if a.ok:
             self.done += 1
             stats = getattr(a.result, "stats", None) or []
@@ -128,6 +151,9 @@ class StepProgress:
         self._write()
 
     def close(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
         if self.bar is not None:
             self.bar.close()
         elif self.lines:
