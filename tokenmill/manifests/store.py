@@ -1,16 +1,35 @@
 """Manifest schemas, writers and readers. The driver is the only writer; each attempt of each
 task is its own small file (`tasks/<task_id>.<run_id>.a<attempt>.parquet`), written atomically, so a
-task counts as done exactly when its file exists. The run id is in the name: attempts of a
-later (resumed) invocation never overwrite the record of an earlier one."""
+task counts as done exactly when its row is written. The run id is in the name: attempts of a
+later (resumed) invocation never overwrite the record of an earlier one.
+
+Compaction. A snapshot (90,000 WARCs) would leave hundreds of thousands of small files, and reading
+them back costs ~3 ms each (resume, `inspect`, DuckDB). When a step ends, `compact_step` merges the
+step's small files into one file per run id (`tasks/s<step>.<run_id>.parquet`, same schema), written
+atomically first, and only then deletes the small ones: a crash in between leaves both, and
+`read_tasks` drops the repeated rows (one row per task id, run id, attempt and stage). Steps of
+fewer than `COMPACT_MIN_FILES` files are left as they are (they read fast). Measured: 10,000 tasks,
+manifest read 30 s as 10,002 files -> 0.2 s as 3 (bench/driver_scale.py)."""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tokenmill import storage
+
+log = logging.getLogger(__name__)
+
+COMPACT_MIN_FILES = 100  # a step with fewer attempt files is not compacted
+ROW_KEY = ["task_id", "run_id", "attempt", "stage"]  # one manifest row per task attempt and stage
+_COMPACTED = re.compile(r"^s\d+\.[^.]+\.parquet$")  # s03.<run_id>.parquet (task files: s03-<...>.parquet)
 
 COUNTS = pa.map_(pa.string(), pa.int64())
 TASK_SCHEMA = pa.schema(
@@ -73,12 +92,74 @@ def tasks_dir(run_dir: str) -> str:
     return storage.join(run_dir, "manifest", "tasks")
 
 
+# The rows this process wrote, by file: compaction takes them from here rather than reading the
+# files back (a step of 90,000 tasks: ~0.3 GB of Python rows at most; popped when compacted).
+_WRITTEN: dict[str, pa.Table] = {}
+
+
 def write_task_rows(run_dir: str, run_id: str, task_id: str, attempt: int, rows: list[dict]) -> str:
     url = storage.join(tasks_dir(run_dir), f"{task_id}.{run_id}.a{attempt}.parquet")
     table = pa.Table.from_pylist([_fill(r) for r in rows], schema=TASK_SCHEMA)
     with storage.atomic_write(url) as f:
         pq.write_table(table, f)
+    _WRITTEN[url] = table
     return url
+
+
+def compact_step(run_dir: str, step: int, min_files: int = COMPACT_MIN_FILES) -> int:
+    """Merge step `step`'s attempt files into one file per run id (see the module docstring).
+    Returns how many small files were merged (0: fewer than `min_files`, left as they are)."""
+    d = tasks_dir(run_dir)
+    small = storage.glob(storage.join(d, f"s{step:02d}-*.parquet"))
+    if len(small) < min_files:
+        for u in small:
+            _WRITTEN.pop(u, None)
+        return 0
+    by_run: dict[str, list[str]] = defaultdict(list)
+    for url in small:  # <task_id>.<run_id>.a<attempt>.parquet; a task id may hold dots, a run id not
+        parts = url.rsplit("/", 1)[-1].rsplit(".", 3)
+        if len(parts) == 4 and parts[2].startswith("a"):
+            by_run[parts[1]].append(url)
+    for run_id, urls in sorted(by_run.items()):
+        target = storage.join(d, f"s{step:02d}.{run_id}.parquet")
+        known = [_WRITTEN[u] for u in urls if u in _WRITTEN]
+        unknown = [u for u in urls if u not in _WRITTEN]  # another process's (a crashed run's) files
+        tables = ([storage.read_table(target)] if storage.exists(target) else []) + known + _read_all(unknown)
+        merged = _dedupe(pa.concat_tables([t.select(TASK_SCHEMA.names).cast(TASK_SCHEMA) for t in tables]))
+        with storage.atomic_write(target) as f:  # first the merged file (complete, or absent) ...
+            pq.write_table(merged, f, compression="zstd")
+        _remove_all(urls)  # ... then the small ones: a crash between leaves rows twice, read once
+        for u in urls:
+            _WRITTEN.pop(u, None)
+        log.info("manifest: step %d of run %s: %d attempt files compacted into %s", step, run_id, len(urls), target)
+    return sum(len(u) for u in by_run.values())
+
+
+def _read_all(urls: list[str]) -> list[pa.Table]:
+    """Many small Parquet files, read by 16 threads (object stores: one request each)."""
+    if len(urls) < 8:
+        return [storage.read_table(u) for u in urls]
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(storage.read_table, urls))
+
+
+def _remove_all(urls: list[str]) -> None:
+    if not urls:
+        return
+    fs, _ = storage.fs_and_path(urls[0])
+    paths = [storage.fs_and_path(u)[1] for u in urls]
+    if storage.is_local(fs):
+        for p in paths:
+            fs.rm_file(p)
+    else:
+        fs.rm(paths)  # object stores: batched deletes (S3: 1,000 keys a request)
+
+
+def _dedupe(table: pa.Table) -> pa.Table:
+    """The first row of each (task_id, run_id, attempt, stage), in the table's order."""
+    idx = table.append_column("_i", pa.array(range(table.num_rows), pa.int64()))
+    first = idx.group_by(ROW_KEY, use_threads=False).aggregate([("_i", "min")])["_i_min"]
+    return table.take(pc.take(first, pc.sort_indices(first))) if len(first) < table.num_rows else table
 
 
 def _fill(row: dict) -> dict:
@@ -101,20 +182,21 @@ def write_run(run_dir: str, record: dict) -> str:
     return url
 
 
-def _read_dir(url: str, schema: pa.Schema) -> pa.Table:
+def _read_dir(url: str, schema: pa.Schema) -> tuple[pa.Table, list[str]]:
     files = [f for f in storage.glob(storage.join(url, "*.parquet"))]
     if not files:
-        return schema.empty_table()
-    tables = []
-    for f in files:
-        tables.append(storage.read_table(f))
-    return pa.concat_tables(tables, promote_options="default")
+        return schema.empty_table(), files
+    return pa.concat_tables(_read_all(files), promote_options="default"), files
 
 
 def read_tasks(run_dir: str) -> pa.Table:
-    """All task rows of a run directory (every attempt of every invocation)."""
-    return _read_dir(tasks_dir(run_dir), TASK_SCHEMA)
+    """All task rows of a run directory (every attempt of every invocation), each once: a row both
+    in a compacted file and in the attempt file it came from (a crash mid-compaction) counts once."""
+    table, files = _read_dir(tasks_dir(run_dir), TASK_SCHEMA)
+    if any(_COMPACTED.match(f.rsplit("/", 1)[-1]) for f in files):
+        return _dedupe(table)
+    return table
 
 
 def read_runs(run_dir: str) -> pa.Table:
-    return _read_dir(storage.join(run_dir, "manifest", "runs"), RUN_SCHEMA)
+    return _read_dir(storage.join(run_dir, "manifest", "runs"), RUN_SCHEMA)[0]

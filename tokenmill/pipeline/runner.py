@@ -38,6 +38,7 @@ from tokenmill import __version__, storage
 from tokenmill import stages as registry
 from tokenmill.config import PipelineConfig
 from tokenmill.manifests import read_runs, read_tasks, write_run, write_task_rows
+from tokenmill.manifests.store import compact_step
 from tokenmill.manifests.rows import attempt_rows, utc
 from tokenmill.pipeline.executors import Attempt, ClusterLost, Task, make_executor
 from tokenmill.pipeline.plan import Step, build_plan
@@ -394,6 +395,7 @@ class Runner:
                     upstream = step.index
                 else:
                     global_key = self._global_step(step, upstream, len(shards))
+                self._compact(step)
         except StepFailed as e:
             log.error("%s", e)
             self.summary.status = "failed"
@@ -411,6 +413,13 @@ class Runner:
         self.summary.notes = self.notes
         self._write_run(self.summary.status, started)
         return self.summary
+
+    def _compact(self, step: Step) -> None:
+        """The step's manifest files, one per task attempt, merged into one (crash-safe: store.py)."""
+        try:
+            compact_step(self.run_dir, step.index)
+        except OSError as e:  # the small files are still there and complete: nothing is lost
+            log.warning("could not compact the manifest of step %d: %s", step.index, e)
 
     def _say_if_nothing_kept(self) -> None:
         """Keeping nothing is a legitimate outcome of curation (a snapshot already curated, a file
