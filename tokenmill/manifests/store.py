@@ -8,8 +8,8 @@ them back costs ~3 ms each (resume, `inspect`, DuckDB). When a step ends, `compa
 step's small files into one file per run id (`tasks/s<step>.<run_id>.parquet`, same schema), written
 atomically first, and only then deletes the small ones: a crash in between leaves both, and
 `read_tasks` drops the repeated rows (one row per task id, run id, attempt and stage). Steps of
-fewer than `COMPACT_MIN_FILES` files are left as they are (they read fast). Measured: 10,000 tasks,
-manifest read 30 s as 10,002 files -> 0.2 s as 3 (bench/driver_scale.py)."""
+fewer than `COMPACT_MIN_FILES` files are left as they are (they read fast). Measured here, 1,000
+tasks: `read_tasks` 3.9 s over 1,000 files -> 0.16 s over 1; DuckDB 0.55 s -> 0.003 s."""
 
 from __future__ import annotations
 
