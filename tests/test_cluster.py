@@ -180,3 +180,35 @@ def test_ray_job_submit_runs_the_recipe_on_both_nodes(cluster, shared_data, tmp_
     assert pids & node_pids(d, "head") and pids & node_pids(d, "node2"), pids
     assert local.wait(timeout=300) == 0, local.communicate()[0][-3000:]
     assert docs_digest(out) == docs_digest(ref)
+
+
+def test_deploy_files_parse_and_name_a_config_tokenmill_accepts():
+    """deploy/: the cluster launcher YAML, the KubeRay RayJob and the S3 config they run (what can be
+    checked without a cloud account: structure, and the config through tokenmill's own validation)."""
+    import yaml
+
+    from tokenmill.config import from_dict
+
+    deploy = ROOT / "deploy"
+    cfg = yaml.safe_load((deploy / "fineweb-s3.yaml").read_text())
+    parsed = from_dict(cfg, "deploy/fineweb-s3.yaml", check_inputs=False)
+    assert all(p.startswith("s3://") for p in parsed.input.paths) and parsed.output.startswith("s3://")
+    assert parsed.input.base_url.startswith("s3://") and parsed.executor.kind == "ray"
+
+    launcher = yaml.safe_load((deploy / "ray-cluster.yaml").read_text())
+    assert launcher["provider"]["type"] == "aws" and launcher["head_node_type"] in launcher["available_node_types"]
+    workers = [t for n, t in launcher["available_node_types"].items() if n != launcher["head_node_type"]]
+    assert workers and all(t["max_workers"] >= t["min_workers"] for t in workers)
+    assert any("ray[default]" in c for c in launcher["setup_commands"])
+    assert any("ray start --head" in c for c in launcher["head_start_ray_commands"])
+
+    job = yaml.safe_load((deploy / "rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    assert job["spec"]["entrypoint"].startswith("python -m tokenmill run /config/fineweb-s3.yaml")
+    spec = job["spec"]["rayClusterSpec"]
+    head = spec["headGroupSpec"]["template"]["spec"]
+    mounts = {m["mountPath"] for c in head["containers"] for m in c.get("volumeMounts", [])}
+    assert "/config" in mounts and head["volumes"][0]["configMap"]["name"] == "tokenmill-config"
+    assert spec["workerGroupSpecs"] and all(g["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+                                            for g in spec["workerGroupSpecs"])
+    assert "fineweb-s3.yaml" in (deploy / "rayjob.yaml").read_text().split("kubectl create configmap")[1]
