@@ -45,7 +45,7 @@ def chain(tmp_path_factory):
                     "--steps", "10", "--eval-every", "5", "--device", "cpu")
     runs["rl"] = tm("rl", "--ckpt", str(root / "sft"), "--task", "arithmetic", "--out", str(root / "rl"),
                     "--steps", "4", "--eval-every", "2", "--group-size", "4", "--prompts-per-step", "2",
-                    "--kl-coef", "0.05", "--ppo-epochs", "2", "--device", "cpu")
+                    "--kl-coef", "0.05", "--ppo-epochs", "2", "--max-heldout", "20", "--device", "cpu")
     return root, runs
 
 
@@ -87,7 +87,8 @@ def test_checkpoints_record_their_lineage(chain):
 def test_rl_with_the_reward_model_runs(chain, tmp_path):
     root, _ = chain
     r = tm("rl", "--ckpt", str(root / "sft"), "--reward-model", str(root / "rm"), "--out", str(tmp_path / "rlhf"),
-           "--steps", "2", "--group-size", "3", "--prompts-per-step", "2", "--device", "cpu")
+           "--steps", "2", "--group-size", "3", "--prompts-per-step", "2", "--max-heldout", "10",
+           "--device", "cpu")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "reward model" in r.stdout and len(metrics(tmp_path / "rlhf")) == 2
     r = tm("rl", "--ckpt", str(root / "sft"), "--reward-model", str(root / "sft"), "--out", str(tmp_path / "x"))

@@ -66,6 +66,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     rl.add_argument("--temperature", type=float, default=None)
     rl.add_argument("--kl-coef", type=float, default=None, help="weight of the KL to the starting policy")
     rl.add_argument("--ppo-epochs", type=int, default=None, help="passes over each step's samples (clipped)")
+    rl.add_argument("--max-heldout", type=int, default=None, help="held-out prompts evaluated (default 250)")
 
     data = sub.add_parser("data", help="write a synthetic task's sft.jsonl, prefs.jsonl and prompts.jsonl")
     data.add_argument("--task", default="arithmetic", help="arithmetic or reverse")
@@ -159,5 +160,6 @@ def run_stage(args: argparse.Namespace) -> int:
 
         rl.reinforce(args.ckpt, args.out, task=args.task, reward_model=args.reward_model, device=args.device,
                      log_fn=log_fn, group_size=args.group_size, prompts_per_step=args.prompts_per_step,
-                     temperature=args.temperature, kl_coef=args.kl_coef, ppo_epochs=args.ppo_epochs, **common)
+                     temperature=args.temperature, kl_coef=args.kl_coef, ppo_epochs=args.ppo_epochs,
+                     max_heldout=args.max_heldout, **common)
     return 0
