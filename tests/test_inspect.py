@@ -14,6 +14,7 @@ from tokenmill.manifests.store import read_runs, write_run
 
 def test_inspect_json(capsys):
     run = str(small_run())
+    capsys.readouterr()  # what making the run printed (when this test is the first to need it)
     assert cli.main(["inspect", run, "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["status"] == "done" and d["config"]["executor"]["kind"] == "local"
