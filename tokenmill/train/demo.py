@@ -30,7 +30,8 @@ ROWS = [  # stage, metric, what it measures
     ("pretrain", "val_loss", "held-out web text, nats/token"),
     ("sft", "val_loss", "held-out assistant tokens, nats/token"),
     ("rm", "val_accuracy", "held-out preference pairs ranked right"),
-    ("rl", "val_accuracy", "held-out prompts answered exactly (first: the SFT model)"),
+    ("rl", "val_accuracy", "held-out prompts answered exactly, greedy (first: the SFT model)"),
+    ("rl", "val_mean_reward", "held-out prompts, mean reward of 8 sampled answers each"),
 ]
 
 
@@ -75,7 +76,7 @@ def run(tokens_dir: str, out_dir: str | None = None, task: str = "arithmetic", d
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'stage':<9} {'metric':<13} {'first':>7} {'last':>7} {'seconds':>8}  measured on"]
+    lines = [f"{'stage':<9} {'metric':<16} {'first':>7} {'last':>7} {'seconds':>8}  measured on"]
     for r in rows:
-        lines.append(f"{r['stage']:<9} {r['metric']:<13} {r['first']:>7.3f} {r['last']:>7.3f} {r['seconds']:>8.0f}  {r['what']}")
+        lines.append(f"{r['stage']:<9} {r['metric']:<16} {r['first']:>7.3f} {r['last']:>7.3f} {r['seconds']:>8.0f}  {r['what']}")
     return "\n".join(lines)
