@@ -271,6 +271,12 @@ def datatrove_child(inputs: str, out: str, workers: int) -> None:
     LocalPipelineExecutor(pipeline, tasks=workers, workers=workers, logging_dir=f"{out}/logs").run()
 
 
+def datatrove_read(out: Path) -> int:
+    """Documents datatrove's WarcReader produced (what its URL filter saw), from its stats.json."""
+    stats = json.loads((out / "logs" / "stats.json").read_text())
+    return next(int(s["stats"].get("total", 0)) for s in stats if "Url" in s["name"])
+
+
 def datatrove_kept(out: Path) -> set[str]:
     urls = set()
     for p in sorted((out / "kept").glob("*.jsonl.gz")):
@@ -297,7 +303,8 @@ def bare_child(inputs: str, out: str) -> None:
     Path(out).write_text(json.dumps({"pages": n}))
 
 
-SIDES = ("datatrove", "tokenmill-ray", "tokenmill-local", "tokenmill-prefilter")
+# tokenmill-ray / -local: the CLI with --executor ray / local; "prefilter": extract.language_prefilter [en]
+SIDES = ("datatrove", "tokenmill-ray", "tokenmill-local", "tokenmill-prefilter", "tokenmill-local-prefilter")
 
 
 def run_side(side: str, workers: int, inputs: dict, scratch: Path, run_id: str) -> dict:
@@ -306,17 +313,19 @@ def run_side(side: str, workers: int, inputs: dict, scratch: Path, run_id: str) 
     if side == "datatrove":
         m = measured([PY, __file__, "_datatrove", inputs["many"], str(out), str(workers)], log)
         m["kept"] = datatrove_kept(out)
+        m["read"] = datatrove_read(out)
     elif side == "bare":
         m = measured([PY, __file__, "_bare", inputs["many"], str(out)], log)
     else:
-        extra = {"extract": {"language_prefilter": ["en"]}} if side == "tokenmill-prefilter" else None
-        executor = "local" if side == "tokenmill-local" else "ray"
+        extra = {"extract": {"language_prefilter": ["en"]}} if side.endswith("prefilter") else None
+        executor = "local" if "-local" in side else "ray"
         paths = sorted(str(p) for p in Path(inputs["many"]).glob("*.warc.gz"))
         cfg = tokenmill_config(scratch / f"{side}-{run_id}.yaml", paths, out, extra)
         m = measured([TOKENMILL, "run", str(cfg), "--executor", executor, "--workers", str(workers), "--no-progress"],
                      log, env=RAY_ENV)
         m["kept"] = tokenmill_kept(out)
         m["removed"] = tokenmill_removed(out)
+        m["read"] = len(m["kept"]) + len(m["removed"])
     m["out"] = out
     return m
 
@@ -366,7 +375,7 @@ def bench(args, scratch: Path) -> int:
     runs: dict[tuple[str, int], list[dict]] = {}
     for r in range(args.repeats):
         order = sides if r % 2 == 0 else sides[::-1]
-        plan = [(s, w) for w in worker_counts for s in order if not (s == "tokenmill-local" and w > 1)]
+        plan = [(s, w) for w in worker_counts for s in order if not ("-local" in s and w > 1)]
         if not args.no_bare and 1 in worker_counts:
             plan.insert(0 if r % 2 else len(plan), ("bare", 1))
         for side, w in plan:
@@ -407,7 +416,8 @@ def bench(args, scratch: Path) -> int:
         print(f"{side} / datatrove at {w} worker(s): docs/s x{statistics.median(ratios):.2f} "
               f"[{min(ratios):.2f}-{max(ratios):.2f}], pages per CPU-second x{statistics.median(cpu_ratios):.2f} "
               f"[{min(cpu_ratios):.2f}-{max(cpu_ratios):.2f}] (ratios of runs in the same repeat); kept "
-              f"{len(kept)} vs {len(theirs)}, both keep {len(kept & theirs)}, verdicts agree on {agree:.1%} of {pages}")
+              f"{len(kept)} vs {len(theirs)}, both keep {len(kept & theirs)}, verdicts agree on {agree:.1%} of {pages}; "
+              f"records read: {ms[-1]['read']} vs {runs[('datatrove', w)][-1]['read']}")
         for u in sorted(differ)[:10]:
             why = ms[-1]["removed"].get(u, ("kept", ""))
             print(f"    differs: {u} tokenmill {'keeps' if u in kept else 'drops (%s: %s)' % why}")
