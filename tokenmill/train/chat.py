@@ -70,8 +70,8 @@ class ChatFormat:
         return self.tok.decode(new_ids, skip_special_tokens=False)
 
 
-def read_jsonl(path: str, what: str) -> list[dict]:
-    """Every line a JSON object; raises DataError naming the file and line otherwise."""
+def read_jsonl(path: str, what: str) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; raises DataError naming the file and line otherwise."""
     if not os.path.exists(path):
         raise DataError(f"{what} file {path} not found")
     rows = []

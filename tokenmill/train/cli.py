@@ -144,7 +144,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_stage(args: argparse.Namespace) -> int:
     """`train sft|rm|rl`: the flags that were given override the stage's config defaults."""
     common = {k: getattr(args, k) for k in ("steps", "lr", "eval_every", "log_every", "seed", "max_seconds")}
-    log_fn = lambda line: print(line, flush=True)  # noqa: E731
+    log_fn = lambda line: print(line, flush=True)
     if args.train_command == "sft":
         from tokenmill.train import sft
 

@@ -121,7 +121,7 @@ def heldout_accuracy(model: GPT, chat: ChatFormat, task: Task, problems: list[tu
     return correct / len(problems)
 
 
-def sample_and_reward(model: GPT, chat: ChatFormat, task: Task, problems: list[tuple[str, str]], cfg: "RLConfig",
+def sample_and_reward(model: GPT, chat: ChatFormat, task: Task, problems: list[tuple[str, str]], cfg: RLConfig,
                       gen: torch.Generator, autocast, scorer=None) -> tuple[list[list[int]], list[int], torch.Tensor]:
     """A group of cfg.group_size answers per problem, sampled with the KV cache at cfg.temperature,
     and their rewards: (prompt+answer id lists, answer starts, rewards (P, G))."""

@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from tokenmill.train import checkpoint
-from tokenmill.train.chat import ChatFormat, DataError, add_chat_tokens, read_conversations, split
+from tokenmill.train.chat import (
+    ChatFormat,
+    DataError,
+    add_chat_tokens,
+    read_conversations,
+    split,
+)
 from tokenmill.train.model import GPT
 from tokenmill.train.pretrain import autocast_for, lr_at, resolve_device
 

@@ -77,7 +77,7 @@ class Arithmetic(Task):
 class Reverse(Task):
     """`Reverse the words: red cat sun` → `sun cat red`."""
     name = "reverse"
-    WORDS = "red cat sun big dog old sea map box car pen cup hat bed egg".split()
+    WORDS = ("red", "cat", "sun", "big", "dog", "old", "sea", "map", "box", "car", "pen", "cup", "hat", "bed", "egg")
 
     def all_problems(self) -> list[tuple[str, str]]:
         w = self.WORDS
