@@ -9,7 +9,7 @@ In: `{"messages": [{"role": "user"|"assistant", "content": str}, ...]}` per line
 is 1 on the assistant's tokens and the `<|end|>` that closes each of its turns (so the model
 learns to stop), 0 elsewhere. The tokens are appended to a checkpoint's tokenizer (ids
 vocab, vocab+1, vocab+2); literal "<|user|>" in a message encodes as text, so content cannot
-forge a turn. Cost: ~10k short conversations rendered per second.
+forge a turn. Cost: ~2,900 arithmetic conversations rendered per second (this machine, shared).
 """
 
 from __future__ import annotations

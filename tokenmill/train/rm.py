@@ -8,8 +8,8 @@ Each side is rendered as the conversation [user: prompt, assistant: answer] and 
 r = head(h at its closing <|end|>); loss = -logsigmoid(r_chosen - r_rejected), the negative log
 of the Bradley–Terry probability that the chosen answer wins. `val_accuracy` is the share of
 held-out pairs with r_chosen > r_rejected. Out: ckpt.pt holds the backbone (`model`) and the
-head (`head`), `parent` the SFT checkpoint. Measured: 2,250 arithmetic pairs, demo-sized model:
-~0.1 s/step for 32 pairs on this machine's 2 shared CPU cores.
+head (`head`), `parent` the SFT checkpoint. Measured: the demo's 150 steps of 32 arithmetic pairs
+took 189 s of wall time on this (heavily shared) machine and reached 0.95 on 20 held-out pairs.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Small synthetic tasks with checkable answers, for SFT, the reward model and RL; nothing downloaded.
 
     task = TASKS["arithmetic"]()
-    train, heldout = task.problems("sft"), task.problems("heldout")   # [(prompt, answer)], disjoint
+    sft, rl, heldout = (task.problems(s) for s in ("sft", "rl", "heldout"))   # [(prompt, answer)], disjoint
     task.check("59", "59") → True
     write_task_data(task, "data/")   # sft.jsonl (conversations), prefs.jsonl (pairs), prompts.jsonl
 
@@ -9,7 +9,8 @@ Every problem of a task is enumerated and split once by a fixed seed: the held-o
 never appear in the SFT conversations, the preference pairs or the RL training prompts, so a
 held-out accuracy measures generalisation, not recall. Preference pairs put the exact answer
 against a wrong one or a badly formatted one (the right number, wrapped in words or repeated).
-Sizes: arithmetic 2,500 problems (a + b, both 0..49; 250 held out); reverse 3,375 (250 held out).
+Sizes (sft / rl / held out): arithmetic, a + b with both 0..19: 200 / 120 / 80; reverse, three of
+15 words: 1,688 / 1,012 / 675.
 """
 
 from __future__ import annotations
