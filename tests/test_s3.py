@@ -150,13 +150,13 @@ def test_glob_of_s3_warcs(s3, local_docs, tmp_path):
 
 
 def test_reading_a_warc_from_s3_holds_a_block_not_the_file(s3, monkeypatch):
-    """A 64 MB object read through the reader's file: peak Python memory is a few read-ahead blocks
+    """A 48 MB object read through the reader's file: peak Python memory is a few read-ahead blocks
     (s3fs's cache, the block being fetched, their join: ~30 MB measured), not the object."""
     import os
 
     from tokenmill.readers import remote
 
-    data = os.urandom(64 << 20)
+    data = os.urandom(48 << 20)
     s3.client().put_object(Bucket="commoncrawl", Key="big/blob.bin", Body=data)
     for k, v in {**s3.env, "AWS_ENDPOINT_URL": s3.direct}.items():
         monkeypatch.setenv(k, v)
