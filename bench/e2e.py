@@ -398,7 +398,9 @@ def bench(args, scratch: Path) -> int:
               f"{len(kept) if kept is not None else '-':>5}")
 
     ok = True
-    floor_side = "tokenmill-prefilter" if "tokenmill-prefilter" in sides else "tokenmill-ray"
+    # the floor is for tokenmill as configured for FineWeb (with the pre-pass), under Ray when that runs
+    floor_side = next((s for s in ("tokenmill-prefilter", "tokenmill-local-prefilter", "tokenmill-ray",
+                                   "tokenmill-local") if s in sides), None)
     if not sides:
         print("no side-by-side runs (--sides '')")
     else:
