@@ -8,10 +8,14 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import run_cli
+from helpers import need, run_cli
 from tokenmill.manifests import read_runs
 
 VOCAB = 400
+
+
+def need_torch():
+    need("torch")  # the train extra: fails under CI=true when missing
 
 
 def conf(tmp_path, name, crawl, **sections):
@@ -90,3 +94,43 @@ def test_an_unusable_tokenizer_is_a_config_error_naming_the_key(tmp_path, shared
     p = run_cli("run", conf(tmp_path, "x", shared_data / "warc/wget-crawl-2024-sample-0000.warc.gz",
                             tokenize={"tokenizer": str(target)}))
     assert p.returncode == 2 and "tokenize.tokenizer" in p.stderr, p.stderr[-1000:]
+
+
+# ---- training on snapshots together ---------------------------------------------------------------
+
+def test_train_on_a_blend_of_two_snapshots(snapshots):
+    need_torch()
+    tmp, _ = snapshots
+    out = tmp / "ckpt-blend"
+    p = run_cli("train", "pretrain", "--tokens", tmp / "A" / "tokens", "--tokens", tmp / "C" / "tokens",
+                "--weights", "0.3", "0.7", "--out", out, "--steps", "4", "--eval-every", "2", "--device", "cpu")
+    assert p.returncode == 0, p.stderr[-2000:]
+    first = p.stdout.splitlines()[0]
+    assert first.startswith("blend over the first 4 steps:") and "A weight 0.30" in first and "C weight 0.70" in first
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last = metrics[-1]
+    assert {"val_loss", "val_loss.A", "val_loss.C"} <= set(last)
+    assert abs(last["val_loss"] - (0.3 * last["val_loss.A"] + 0.7 * last["val_loss.C"])) < 1e-6
+
+
+def test_a_blend_of_different_tokenizers_is_refused(snapshots, tmp_path):
+    need_torch()
+    tmp, _ = snapshots
+    crawl = tmp / "A.yaml"  # A's crawl again, with its own freshly trained (different) tokenizer
+    body = json.loads(crawl.read_text())
+    body.update(output=str(tmp_path / "D"), tokenize={"vocab_size": VOCAB + 20})
+    (tmp_path / "D.yaml").write_text(json.dumps(body))
+    assert run_cli("run", tmp_path / "D.yaml", "--no-progress").returncode == 0
+    p = run_cli("train", "pretrain", "--tokens", tmp / "A" / "tokens", "--tokens", tmp_path / "D" / "tokens",
+                "--out", tmp_path / "ck", "--steps", "2", "--device", "cpu")
+    assert p.returncode == 2 and "tokenizer" in p.stderr
+    assert str(tmp / "A" / "tokens") in p.stderr and str(tmp_path / "D" / "tokens") in p.stderr
+    assert not (tmp_path / "ck" / "ckpt.pt").exists()
+
+
+def test_training_on_an_empty_snapshot_is_refused(snapshots, tmp_path):
+    need_torch()
+    tmp, _ = snapshots
+    p = run_cli("train", "pretrain", "--tokens", tmp / "B" / "tokens", "--out", tmp_path / "ck", "--steps", "2",
+                "--device", "cpu")
+    assert p.returncode == 2 and f"no tokens in {tmp / 'B' / 'tokens'}" in p.stderr, p.stderr[-1000:]

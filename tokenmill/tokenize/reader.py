@@ -47,6 +47,7 @@ class TokenShards:
         first = self.rows[0]
         self.vocab_size, self.bos_id = int(first["vocab_size"]), int(first["bos_id"])
         self.tokenizer_sha256 = first["tokenizer_sha256"]
+        self.dtype = first["dtype"]  # uint16 | uint32
         for row in self.rows:
             self._check(row, verify)
 

@@ -18,7 +18,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="train_command", metavar="{pretrain,sft,rm,rl,data,demo,sample}", required=True)
 
     pre = sub.add_parser("pretrain", help="pretrain on RUN/tokens; one line per log step")
-    pre.add_argument("--tokens", required=True, help="the tokens directory of a run (RUN/tokens)")
+    pre.add_argument("--tokens", required=True, action="append",
+                     help="the tokens directory of a run (RUN/tokens); repeat it to train on a blend of runs")
+    pre.add_argument("--weights", type=float, nargs="+", default=None,
+                     help="one weight per --tokens (default: each folder's share of train tokens)")
     pre.add_argument("--out", default=None, help="checkpoint directory (default: RUN/ckpt beside the tokens)")
     pre.add_argument("--steps", type=int, default=None, help="optimizer steps in total (default: the preset's)")
     pre.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -106,7 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
             overrides = {k: getattr(args, k) for k in ("steps", "eval_every", "log_every", "batch_size",
                                                        "grad_accum", "lr", "seed", "compile", "max_seconds")}
             pretrain.train(args.tokens, args.out, preset=args.preset, device=args.device, resume=args.resume,
-                           log_fn=lambda line: print(line, flush=True), **overrides)
+                           log_fn=lambda line: print(line, flush=True), weights=args.weights, **overrides)
             return 0
         if args.train_command in ("sft", "rm", "rl"):
             return run_stage(args)

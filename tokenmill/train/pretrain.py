@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from tokenmill.tokenize import TOKENIZER, TokenShards
-from tokenmill.train.data import TrainBatches, val_batches
+from tokenmill.tokenize import TOKENIZER
+from tokenmill.train.data import Blend, TrainBatches, val_batches
 from tokenmill.train.model import GPT, GPTConfig
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,9 @@ class Setup:
     device: str
     autocast: contextlib.AbstractContextManager
     train_data: TrainBatches
-    val_data: list
+    val_data: dict  # folder name -> fixed val batches
     bytes_per_token: float
-    ds: TokenShards
+    ds: Blend  # the token folders (one, or a blend)
     ckpt_path: str
     metrics_path: str
 
@@ -125,18 +125,21 @@ def autocast_for(device: str) -> tuple[contextlib.AbstractContextManager, bool]:
     return (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()), bf16
 
 
-def setup(tokens_dir: str, out_dir: str | None = None, preset: str | None = None, device: str = "auto",
-          resume: bool = False, log_fn: Callable[[str], None] | None = None, **overrides) -> Setup:
+def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str | None = None, device: str = "auto",
+          resume: bool = False, log_fn: Callable[[str], None] | None = None, weights: list[float] | None = None,
+          **overrides) -> Setup:
     """Build the model, optimizer and batches; on `resume`, from OUT/ckpt.pt (its preset and model
-    config win over `preset`: a checkpoint's weights only fit the shape they were trained with)."""
+    config win over `preset`: a checkpoint's weights only fit the shape they were trained with).
+    Several token folders (a list) are a blend: batches drawn by `weights` (see data.Blend)."""
     log_fn = log_fn or log.info
     device = resolve_device(device)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     assert preset is None or preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
-    out_dir = out_dir or default_out(tokens_dir)
+    dirs = [tokens_dir] if isinstance(tokens_dir, str) else list(tokens_dir)
+    ds = Blend(dirs, weights)  # refuses empty folders and mixed tokenizers before anything is written
+    out_dir = out_dir or default_out(dirs[0])
     os.makedirs(out_dir, exist_ok=True)
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
-    ds = TokenShards(tokens_dir)
     overrides = {k: v for k, v in overrides.items() if v is not None}
 
     start, ckpt = 0, None
@@ -173,7 +176,10 @@ def setup(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
     step_model = torch.compile(model) if tc.compile and device_type == "cuda" else model
 
     train_data = TrainBatches(ds, mcfg.block_size, tc.batch_size, tc.seed, device)
-    val_data = val_batches(ds, mcfg.block_size, tc.batch_size, tc.eval_batches, device)
+    # validation per folder; the blend's val loss is their mean by the blend's weights
+    val_data = {name: val_batches(one, mcfg.block_size, tc.batch_size, tc.eval_batches, device)
+                for name, one in zip(ds.names, ds.sets)}
+    log_fn(ds.describe(tc.seed, min(tc.steps, 200), tc.batch_size * tc.grad_accum))
     shutil.copyfile(os.path.join(ds.dir, TOKENIZER), os.path.join(out_dir, TOKENIZER))
     metrics_path = os.path.join(out_dir, "metrics.jsonl")
     if not resume and os.path.exists(metrics_path):
@@ -185,12 +191,14 @@ def setup(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
                  ds.bytes_per_token("val"), ds, ckpt_path, metrics_path)
 
 
-def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None, device: str = "auto",
-          resume: bool = False, log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
+def train(tokens_dir: str | list[str], out_dir: str | None = None, preset: str | None = None, device: str = "auto",
+          resume: bool = False, log_fn: Callable[[str], None] | None = None, weights: list[float] | None = None,
+          **overrides) -> dict:
     """Train (or, with `resume`, continue) and return the last metrics record. `overrides` set
-    TrainConfig fields (steps, lr, eval_every, ...) over the preset's defaults."""
+    TrainConfig fields (steps, lr, eval_every, ...) over the preset's defaults; several token
+    folders with `weights` train on a blend."""
     log_fn = log_fn or log.info
-    s = setup(tokens_dir, out_dir, preset, device, resume, log_fn, **overrides)
+    s = setup(tokens_dir, out_dir, preset, device, resume, log_fn, weights=weights, **overrides)
     model, optimizer, tc = s.model, s.optimizer, s.tc
 
     record: dict = {}
@@ -203,10 +211,12 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
         do_log = do_eval or step % tc.log_every == 0
 
         if do_log:
-            val_loss = evaluate(s.step_model, s.val_data, s.autocast) if do_eval else None
+            per_source = {n: evaluate(s.step_model, b, s.autocast) for n, b in s.val_data.items()} if do_eval else {}
+            val_loss = float(sum(w * v for w, v in zip(s.ds.weights, per_source.values()))) if do_eval else None
             dt = time.perf_counter() - t_log
             record = {"step": step, "train_loss": None if train_loss is None else train_loss.item(),
                       "val_loss": val_loss,
+                      **({f"val_loss.{n}": v for n, v in per_source.items()} if len(per_source) > 1 else {}),
                       "val_bpb": val_loss / math.log(2) / s.bytes_per_token if do_eval else None,
                       "lr": lr_at(min(step, tc.steps - 1), tc), "tokens_per_s": tokens_seen / dt if tokens_seen else None}
             log_fn(format_record(record))
@@ -238,7 +248,7 @@ def train(tokens_dir: str, out_dir: str | None = None, preset: str | None = None
 
 
 def save_checkpoint(path: str, model: GPT, optimizer, mcfg: GPTConfig, tc: TrainConfig, step: int,
-                    ds: TokenShards, preset: str) -> None:
+                    ds: Blend, preset: str) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "model_config": dataclasses.asdict(mcfg),
              "train_config": dataclasses.asdict(tc), "step": step, "tokens_manifest_sha256": ds.manifest_sha256,
              "bos_id": ds.bos_id, "preset": preset, "tokens_dir": ds.dir}
@@ -251,5 +261,7 @@ def format_record(r: dict) -> str:
     def f(v, spec):
         return "-" if v is None else format(v, spec)
 
+    per_source = "".join(f" {k[len('val_loss.'):]} {v:.4f}" for k, v in r.items() if k.startswith("val_loss."))
     return (f"step {r['step']:>6} | train loss {f(r['train_loss'], '.4f')} | val loss {f(r['val_loss'], '.4f')}"
-            f" | val bpb {f(r['val_bpb'], '.3f')} | lr {r['lr']:.2e} | {f(r['tokens_per_s'], ',.0f')} tok/s")
+            + (f" ({per_source.strip()})" if per_source else "")
+            + f" | val bpb {f(r['val_bpb'], '.3f')} | lr {r['lr']:.2e} | {f(r['tokens_per_s'], ',.0f')} tok/s")
