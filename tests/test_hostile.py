@@ -5,7 +5,7 @@ the run's processes stays under a bound (input.max_body_bytes caps what a record
 inflates in steps). Printed: the peak RSS of the process tree (--executor local: the worker is the
 `tokenmill` process itself, plus the extraction child).
 
-Default: a 64 MB gzip bomb and a 16 MB record (~40 s here); slow: 1 GB and 200 MB."""
+Default: a 32 MB gzip bomb and a 12 MB record (~35 s here); slow: 1 GB and 200 MB."""
 
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def check_hostile(tmp: Path, shared_data: Path, bomb: int, big: int) -> None:
 
 
 def test_hostile_archives_small(tmp_path, shared_data):
-    check_hostile(tmp_path, shared_data, bomb=64 << 20, big=16 << 20)
+    check_hostile(tmp_path, shared_data, bomb=32 << 20, big=12 << 20)
 
 
 @pytest.mark.slow

@@ -23,7 +23,8 @@ from helpers import run_cli
 from s3server import S3Server
 
 CRAWL = "crawl-data/CC-MAIN-2099-01"
-STAGES = ["url_filter", "extract", "language", "quality", "dedup", "pii"]
+STAGES = ["url_filter", "extract", "language", "quality", "pii"]  # map stages (default tests)
+FULL = ["url_filter", "extract", "language", "quality", "dedup", "pii"]  # with a global step (slow test)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,8 @@ def direct_fs(s3):
                              client_kwargs={"region_name": "us-east-1"}, skip_instance_cache=True)
 
 
-def write_config(path: Path, inputs: list[str], output: str, **extra) -> Path:
-    cfg = {"input": {"paths": inputs, **extra}, "output": output, "executor": {"kind": "local"}, "stages": STAGES}
+def write_config(path: Path, inputs: list[str], output: str, stages=STAGES, **extra) -> Path:
+    cfg = {"input": {"paths": inputs, **extra}, "output": output, "executor": {"kind": "local"}, "stages": stages}
     path.write_text(json.dumps(cfg))  # YAML is a superset of JSON
     return path
 
@@ -82,17 +83,20 @@ def manifest_counters(fs, run: str) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def local_docs(shared_data, tmp_path_factory):
-    """The same recipe on the same WARCs read from local disk."""
-    tmp = tmp_path_factory.mktemp("s3ref")
+def local_run(shared_data: Path, tmp: Path, stages) -> list[tuple]:
+    """The same recipe on the same WARCs read from local disk: its documents."""
     warcs = tmp / "warc"
-    warcs.mkdir()
+    warcs.mkdir(exist_ok=True)
     for w in sorted((shared_data / "warc").glob("*.warc.gz")):
         shutil.copyfile(w, warcs / w.name)
-    r = run_cli("run", write_config(tmp / "c.json", [f"{warcs}/*.warc.gz"], str(tmp / "run")), "--no-progress")
+    r = run_cli("run", write_config(tmp / "c.json", [f"{warcs}/*.warc.gz"], str(tmp / "run"), stages), "--no-progress")
     assert r.returncode == 0, r.stderr[-3000:]
     return documents(None, str(tmp / "run"))
+
+
+@pytest.fixture(scope="module")
+def local_docs(shared_data, tmp_path_factory):
+    return local_run(shared_data, tmp_path_factory.mktemp("s3ref"), STAGES)
 
 
 def test_listing_on_s3_output_on_s3_with_throttling_and_drops(s3, local_docs, tmp_path):
@@ -123,8 +127,10 @@ def test_listing_on_s3_output_on_s3_with_throttling_and_drops(s3, local_docs, tm
 
 
 @pytest.mark.slow
-def test_a_lost_s3_output_is_named_by_verify_and_redone(s3, local_docs, tmp_path):
-    cfg = write_config(tmp_path / "lost.json", [f"s3://commoncrawl/{CRAWL}/warc.paths.gz"], "s3://runs/lost",
+def test_a_lost_s3_output_is_named_by_verify_and_redone(s3, shared_data, tmp_path):
+    """With dedup (a global step: its scratch files and results on S3 too)."""
+    local_docs = local_run(shared_data, tmp_path, FULL)
+    cfg = write_config(tmp_path / "lost.json", [f"s3://commoncrawl/{CRAWL}/warc.paths.gz"], "s3://runs/lost", FULL,
                        base_url="s3://commoncrawl/", retry_max_s=2.0)
     r = run_cli("run", cfg, "--no-progress", env=s3.env)
     assert r.returncode == 0, r.stderr[-3000:]
