@@ -162,7 +162,7 @@ def test_cli_defaults_write_run_ckpt_and_sample(tokens, capsys):
     args = parser.parse_args(["train", "pretrain", "--tokens", tokens, "--steps", "4", "--eval-every", "2"])
     assert run_train(args) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith("tiny:") and printed[-1].startswith("step      4")
+    assert printed[0].startswith("tokens: ") and printed[1].startswith("tiny:") and printed[-1].startswith("step      4")
     ckpt_dir = tokens.rsplit("/", 1)[0] + "/ckpt"  # RUN/tokens → RUN/ckpt
     assert torch.load(f"{ckpt_dir}/ckpt.pt", weights_only=False)["step"] == 4
     args = parser.parse_args(["train", "sample", "--ckpt", ckpt_dir, "--prompt", "The", "--max-new-tokens", "5"])
