@@ -134,3 +134,13 @@ def test_training_on_an_empty_snapshot_is_refused(snapshots, tmp_path):
     p = run_cli("train", "pretrain", "--tokens", tmp / "B" / "tokens", "--out", tmp_path / "ck", "--steps", "2",
                 "--device", "cpu")
     assert p.returncode == 2 and f"no tokens in {tmp / 'B' / 'tokens'}" in p.stderr, p.stderr[-1000:]
+
+
+def test_inspect_shows_what_a_run_built_on(snapshots):
+    tmp, _ = snapshots
+    p = run_cli("inspect", tmp / "B")
+    assert p.returncode == 0
+    assert f"dedup against {tmp / 'A'}: {kept(tmp / 'A')} document(s)" in p.stdout
+    assert "warning: no document was kept" in p.stdout
+    p = run_cli("inspect", tmp / "C")
+    assert "tokenizer " in p.stdout and f"from {tmp / 'A'}" in p.stdout

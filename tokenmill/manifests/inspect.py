@@ -149,10 +149,27 @@ def format_table(run: dict, table: list[dict], top: int = 3) -> str:
     extra = [f"{r['stage']}: " + ", ".join(f"{k} {v}" for k, v in r["counters"].items()) for r in table if r["counters"]]
     if extra:
         lines += ["", "counters:", *["  " + e for e in extra]]
+    lineage = _json(run.get("lineage")) or {}
+    if lineage:
+        lines += ["", "built on:"]
+        tok = lineage.get("tokenizer") or {}
+        if tok:
+            lines.append(f"  tokenizer {(tok.get('sha256') or '-')[:16]} from {tok.get('from')}")
+        for earlier, n in (lineage.get("dedup_against") or {}).items():
+            lines.append(f"  dedup against {earlier}: {n} document(s) of this run removed as already there")
+    for note in _json(run.get("notes")) or []:
+        lines.append(f"warning: {note}")
     if run.get("failures"):
         lines += ["", "failed tasks:"]
         lines += [f"  {f['task_id']} ({', '.join(f['inputs'] or [])}): {f['error']}" for f in run["failures"]]
     return "\n".join(lines)
+
+
+def _json(value):
+    """A JSON field of the run record (absent in records written before it existed)."""
+    if value is None or not isinstance(value, str):
+        return value
+    return json.loads(value)
 
 
 def format_steps(status: list[dict]) -> str:
