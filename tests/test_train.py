@@ -119,7 +119,7 @@ def test_max_seconds_stops_early_with_a_final_validation(tokens, tmp_path):
 def test_resume_refuses_other_tokens(trained, tmp_path):
     out, _, _, _ = trained
     other = make_tokens(tmp_path, n_docs=120)
-    with pytest.raises(AssertionError, match="other tokens"):
+    with pytest.raises(ValueError, match="other tokens"):
         pretrain.train(other, out, device="cpu", resume=True, steps=80)
 
 

@@ -136,7 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
                                    top_k, args.top_p, args.seed, args.device)
             print(args.prompt + text)
             return 0
-    except (AssertionError, ValueError, FileNotFoundError) as e:  # our errors say how to fix it
+    except (ValueError, FileNotFoundError) as e:  # our errors say how to fix it
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"unknown train command {args.train_command!r}", file=sys.stderr)

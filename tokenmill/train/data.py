@@ -116,9 +116,11 @@ class TrainBatches:
 def val_batches(ds: TokenShards, block_size: int, batch_size: int, max_batches: int, device: str) -> list:
     """Up to `max_batches` fixed (x, y) batches from the val split. A val split with short
     documents only still gives windows: they shrink to the longest that fits a val shard."""
-    assert ds.shards("val"), f"{ds.dir} has no val split; tokenize with val_fraction > 0 or val_min_documents > 0"
+    if not ds.shards("val"):
+        raise ValueError(f"{ds.dir} has no val split; tokenize with val_fraction > 0 or val_min_documents > 0")
     size = min(block_size + 1, max(r["tokens"] for r in ds.shards("val")))
-    assert size >= 2, f"the val split of {ds.dir} holds fewer than 2 tokens"
+    if size < 2:
+        raise ValueError(f"the val split of {ds.dir} holds fewer than 2 tokens")
     wins = []
     for w in ds.windows("val", size):
         wins.append(w.astype(np.int64))

@@ -27,7 +27,8 @@ class GPTConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        assert self.n_embd % self.n_head == 0, f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}"
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
 
 
 class KVCache:
@@ -55,7 +56,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:
             if cache.k[self.layer] is not None:
-                assert T == 1, "with a filled cache, feed one token at a time"
+                if T != 1:
+                    raise ValueError("with a filled cache, feed one token at a time")
                 k = torch.cat([cache.k[self.layer], k], dim=2)
                 v = torch.cat([cache.v[self.layer], v], dim=2)
             cache.k[self.layer], cache.v[self.layer] = k, v
@@ -120,7 +122,8 @@ class GPT(nn.Module):
         attends only to itself (SFT packs whole conversations this way)."""
         B, T = idx.shape
         pos0 = cache.length if cache is not None else 0
-        assert pos0 + T <= self.cfg.block_size, f"sequence of {pos0 + T} > block_size {self.cfg.block_size}"
+        if pos0 + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {pos0 + T} > block_size {self.cfg.block_size}")
         pos = torch.arange(pos0, pos0 + T, device=idx.device)
         mask = None
         if segments is not None:

@@ -69,7 +69,8 @@ PRESETS: dict[str, tuple[dict, dict]] = {
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    assert device != "cuda" or torch.cuda.is_available(), "--device cuda, but torch sees no GPU; use --device cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda, but torch sees no GPU; use --device cpu")
     return device
 
 
@@ -134,7 +135,8 @@ def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str |
     log_fn = log_fn or log.info
     device = resolve_device(device)
     device_type = "cuda" if device.startswith("cuda") else "cpu"
-    assert preset is None or preset in PRESETS, f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}"
+    if not (preset is None or preset in PRESETS):
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     dirs = [tokens_dir] if isinstance(tokens_dir, str) else list(tokens_dir)
     ds = Blend(dirs, weights)  # refuses empty folders and mixed tokenizers before anything is written
     out_dir = out_dir or default_out(dirs[0])
@@ -144,11 +146,11 @@ def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str |
 
     start, ckpt = 0, None
     if resume:
-        assert os.path.exists(ckpt_path), f"--resume: no checkpoint at {ckpt_path}; train without --resume first"
+        if not os.path.exists(ckpt_path):
+            raise ValueError(f"--resume: no checkpoint at {ckpt_path}; train without --resume first")
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        assert ckpt["tokens_manifest_sha256"] == ds.manifest_sha256, (
-            f"{ckpt_path} was trained on other tokens than {tokens_dir}; use a new --out to start over"
-        )
+        if ckpt["tokens_manifest_sha256"] != ds.manifest_sha256:
+            raise ValueError(f"{ckpt_path} was trained on other tokens than {tokens_dir}; use a new --out to start over")
         if preset is not None and preset != ckpt["preset"]:
             log_fn(f"--resume: keeping the checkpoint's preset {ckpt['preset']!r} (its model config); "
                    f"--preset {preset} is ignored")
@@ -161,7 +163,8 @@ def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str |
         shape, train_defaults = PRESETS[preset]
         mcfg = GPTConfig(vocab_size=ds.vocab_size, **shape)
         tc = TrainConfig(**{**train_defaults, **overrides})
-    assert tc.steps > 0 and tc.eval_every > 0 and tc.log_every > 0, "steps, eval_every and log_every must be positive"
+    if not (tc.steps > 0 and tc.eval_every > 0 and tc.log_every > 0):
+        raise ValueError("steps, eval_every and log_every must be positive")
 
     torch.manual_seed(tc.seed)
     if device_type == "cuda":

@@ -28,7 +28,8 @@ from tokenmill.train.pretrain import resolve_device
 
 def load_model(ckpt_dir: str, device: str = "cpu") -> tuple[GPT, dict]:
     path = os.path.join(ckpt_dir, "ckpt.pt")
-    assert os.path.exists(path), f"no checkpoint at {path}; run `tokenmill train pretrain` first"
+    if not os.path.exists(path):
+        raise ValueError(f"no checkpoint at {path}; run `tokenmill train pretrain` first")
     ckpt = torch.load(path, map_location=device, weights_only=False)
     model = GPT(GPTConfig(**ckpt["model_config"])).to(device)
     model.load_state_dict(ckpt["model"])

@@ -44,7 +44,7 @@ class Task:
             if name == split:
                 return probs[start : start + n]
             start += n
-        raise AssertionError("unreachable")
+        raise ValueError(f"no split named {split!r}; splits: {list(SPLITS)}")
 
     @staticmethod
     def check(response: str, answer: str) -> bool:
