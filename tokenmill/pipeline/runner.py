@@ -293,8 +293,11 @@ class Runner:
     def _shard_keys(self, shards) -> list[str]:
         """Input keys of the reader's tasks: each shard's file identity (remote: in parallel)."""
         paths = sorted({s.path for s in shards})
-        with ThreadPoolExecutor(16) as pool:
-            ident = dict(zip(paths, pool.map(storage.identity, paths)))
+        if all("://" not in p for p in paths):  # local: a stat each; threads only add overhead (90,000: 3 s vs 9.6 s)
+            ident = {p: storage.identity(p) for p in paths}
+        else:
+            with ThreadPoolExecutor(16) as pool:
+                ident = dict(zip(paths, pool.map(storage.identity, paths)))
         return [_key("read", s.path, s.start, s.end, ident[s.path]) for s in shards]
 
     def _map_step(self, step: Step, shards, upstream: int | None, global_key: str) -> None:
