@@ -118,18 +118,20 @@ class CrawlServer:
         self._reply(h, name, rng, status, body, headers, head=head, cut=cut)
 
     def _reply(self, h, name, rng, status, body, headers=None, head=False, cut=False) -> None:
+        part = b"" if head else (body[: len(body) // 2 or len(body)] if cut else body)
+        # Logged before the answer goes out: a client that has its answer finds the request logged
+        # (logged after, a test reading the log right away raced the handler thread).
+        with self._lock:
+            self.log.append((name, h.command, rng, status, len(part), time.monotonic()))
         h.send_response(status)
         for k, v in (headers or {}).items():
             h.send_header(k, v)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
-        sent = 0
         if not head:
-            part = body[: len(body) // 2 or len(body)] if cut else body
             try:
                 h.wfile.write(part)
                 h.wfile.flush()
-                sent = len(part)
             except OSError:  # the client went away
                 h.close_connection = True
         if cut:
@@ -138,5 +140,3 @@ class CrawlServer:
                 h.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        with self._lock:
-            self.log.append((name, h.command, rng, status, sent, time.monotonic()))
