@@ -126,6 +126,20 @@ def autocast_for(device: str) -> tuple[contextlib.AbstractContextManager, bool]:
     return (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()), bf16
 
 
+def stage_start(config_cls, overrides: dict, device: str):
+    """What sft, rm and rl begin with: their config from the given overrides (None: the default),
+    checked, and where they run. Seeds torch. Returns (cfg, device, device_type, autocast)."""
+    from tokenmill.train.chat import DataError
+
+    cfg = config_cls(**{k: v for k, v in overrides.items() if v is not None})
+    if cfg.steps <= 0 or cfg.eval_every <= 0 or cfg.log_every <= 0:
+        raise DataError("steps, eval_every and log_every must be positive")
+    device = resolve_device(device)
+    torch.manual_seed(cfg.seed)
+    autocast, _ = autocast_for(device)
+    return cfg, device, "cuda" if device.startswith("cuda") else "cpu", autocast
+
+
 def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str | None = None, device: str = "auto",
           resume: bool = False, log_fn: Callable[[str], None] | None = None, weights: list[float] | None = None,
           **overrides) -> Setup:

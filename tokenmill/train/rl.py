@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from tokenmill.train import checkpoint
 from tokenmill.train.chat import ChatFormat, DataError
 from tokenmill.train.model import GPT
-from tokenmill.train.pretrain import autocast_for, resolve_device
+from tokenmill.train.pretrain import stage_start
 from tokenmill.train.sample import generate_batch
 from tokenmill.train.tasks import Task, get_task
 
@@ -148,13 +148,9 @@ def reinforce(ckpt_dir: str, out_dir: str, task: str = "arithmetic", reward_mode
               device: str = "auto", log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
     """Run RL and return the last metrics record (`mean_reward`, `val_accuracy`)."""
     log_fn = log_fn or log.info
-    cfg = RLConfig(**{k: v for k, v in overrides.items() if v is not None})
-    if cfg.steps <= 0 or cfg.eval_every <= 0 or cfg.log_every <= 0 or cfg.group_size < 2:
-        raise DataError("steps, eval_every and log_every must be positive and group_size at least 2")
-    device = resolve_device(device)
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    torch.manual_seed(cfg.seed)
-    autocast, _ = autocast_for(device)
+    cfg, device, device_type, autocast = stage_start(RLConfig, overrides, device)
+    if cfg.group_size < 2:
+        raise DataError("group_size: at least 2 (advantages are rewards minus the group's mean)")
 
     the_task = get_task(task)
     model, parent, tok = checkpoint.load(ckpt_dir, device)

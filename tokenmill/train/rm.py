@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tokenmill.train import checkpoint
 from tokenmill.train.chat import ChatFormat, DataError, read_preferences, split
 from tokenmill.train.model import GPT
-from tokenmill.train.pretrain import autocast_for, lr_at, resolve_device
+from tokenmill.train.pretrain import lr_at, stage_start
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,7 @@ def train_reward_model(ckpt_dir: str, data: str, out_dir: str, device: str = "au
                        log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
     """Train and return the last metrics record (its `val_accuracy`: held-out pairwise accuracy)."""
     log_fn = log_fn or log.info
-    cfg = RMConfig(**{k: v for k, v in overrides.items() if v is not None})
-    if cfg.steps <= 0 or cfg.eval_every <= 0 or cfg.log_every <= 0:
-        raise DataError("steps, eval_every and log_every must be positive")
-    device = resolve_device(device)
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    torch.manual_seed(cfg.seed)
-    autocast, _ = autocast_for(device)
+    cfg, device, device_type, autocast = stage_start(RMConfig, overrides, device)
 
     prefs = read_preferences(data)
     gpt, parent, tok = checkpoint.load(ckpt_dir, device)

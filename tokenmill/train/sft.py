@@ -28,13 +28,12 @@ import torch.nn.functional as F
 from tokenmill.train import checkpoint
 from tokenmill.train.chat import (
     ChatFormat,
-    DataError,
     add_chat_tokens,
     read_conversations,
     split,
 )
 from tokenmill.train.model import GPT
-from tokenmill.train.pretrain import autocast_for, lr_at, resolve_device
+from tokenmill.train.pretrain import lr_at, stage_start
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +145,7 @@ def finetune(ckpt_dir: str, data: str, out_dir: str, device: str = "auto",
              log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
     """Fine-tune and return the last metrics record (its `val_loss`: held-out assistant-token loss)."""
     log_fn = log_fn or log.info
-    cfg = SFTConfig(**{k: v for k, v in overrides.items() if v is not None})
-    if cfg.steps <= 0 or cfg.eval_every <= 0 or cfg.log_every <= 0:
-        raise DataError("steps, eval_every and log_every must be positive")
-    device = resolve_device(device)
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    torch.manual_seed(cfg.seed)
-    autocast, _ = autocast_for(device)
+    cfg, device, device_type, autocast = stage_start(SFTConfig, overrides, device)
 
     # the base model, its tokenizer with the chat tokens, the embedding grown to match
     conversations = read_conversations(data)
