@@ -17,7 +17,6 @@ hash partition; partitions grow with the number of band entries).
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dedup_scale import VOCAB, SpawnRunner, make_corpus  # noqa: E402
+from dedup_scale import VOCAB, SpawnRunner, make_corpus, step_summary  # noqa: E402
 
 from tokenmill import storage  # noqa: E402
 from tokenmill.stages.base import GlobalJob  # noqa: E402
@@ -81,13 +80,7 @@ def dedup(inputs: list[str], root: str, name: str, against: tuple[str, ...], pro
     dropped = set()
     for i in range(len(inputs)):
         dropped.update(pq.read_table(drop_list_url(f"{root}/{name}/work", i), columns=["id"]).column("id").to_pylist())
-    steps = collections.OrderedDict()
-    for step, sec, out in runner.log:
-        s = steps.setdefault(step, {"tasks": 0, "seconds": 0.0, "peak_mb": 0.0})
-        s["tasks"] += len(out)
-        s["seconds"] += sec
-        s["peak_mb"] = max([s["peak_mb"]] + [r.value["peak_mb"] for r in out if isinstance(r.value, dict)])
-    return {"wall_s": wall, "dropped": dropped, "steps": steps}
+    return {"wall_s": wall, "dropped": dropped, "steps": step_summary(runner.log)}
 
 
 def main() -> int:

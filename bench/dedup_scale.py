@@ -109,6 +109,17 @@ def make_corpus(root: str, n_docs: int, shard_docs: int, dup_rate: float, seed: 
     return inputs, {f"d{i}" for i in dup}
 
 
+def step_summary(log: list) -> dict:
+    """Per dedup step of a SpawnRunner's log: tasks, seconds and the largest task's peak MB."""
+    steps = collections.OrderedDict()
+    for name, sec, out in log:
+        s = steps.setdefault(name, {"tasks": 0, "seconds": 0.0, "peak_mb": 0.0})
+        s["tasks"] += len(out)
+        s["seconds"] += sec
+        s["peak_mb"] = max([s["peak_mb"]] + [r.value["peak_mb"] for r in out if isinstance(r.value, dict)])
+    return steps
+
+
 class SpawnRunner:
     """Each task in a fresh spawned process (maxtasksperchild=1), `procs` at a time."""
 
@@ -138,14 +149,8 @@ def run(n_docs: int, shard_docs: int, dup_rate: float, procs: int, text: str = "
         dropped = set()
         for i in range(len(inputs)):
             dropped.update(pq.read_table(drop_list_url(f"{tmp}/work", i), columns=["id"]).column("id").to_pylist())
-        steps = collections.OrderedDict()
-        for name, sec, out in runner.log:
-            s = steps.setdefault(name, {"tasks": 0, "seconds": 0.0, "peak_mb": 0.0})
-            s["tasks"] += len(out)
-            s["seconds"] += sec
-            s["peak_mb"] = max([s["peak_mb"]] + [r.value["peak_mb"] for r in out if isinstance(r.value, dict)])
         return {"docs": n_docs, "shards": len(inputs), "gen_s": gen, "wall_s": wall, "planted": len(planted),
-                "dropped": len(dropped), "found": len(dropped & planted), "steps": steps}
+                "dropped": len(dropped), "found": len(dropped & planted), "steps": step_summary(runner.log)}
 
 
 def tokenmill_task(urls: list[str]) -> tuple[float, float, set]:

@@ -81,3 +81,16 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([tokenmill_cli(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def snippet_scores(texts: dict, expected: dict) -> tuple[float, float, float]:
+    """(precision, recall, F1) over the `with`/`without` snippets of shared/data/extraction's
+    expected.jsonl (url -> row), as trafilatura's own evaluation counts them."""
+    tp = fp = fn = 0
+    for url, e in expected.items():
+        t = texts.get(url) or ""
+        tp += sum(s in t for s in e["with"])
+        fn += sum(s not in t for s in e["with"])
+        fp += sum(s in t for s in e["without"])
+    p, r = tp / (tp + fp), tp / (tp + fn)
+    return p, r, 2 * p * r / (p + r)

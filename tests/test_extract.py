@@ -7,7 +7,7 @@ import json
 import pytest
 import trafilatura
 
-from helpers import article, html_page
+from helpers import article, html_page, snippet_scores
 from tokenmill.doc import Doc
 from tokenmill.stages.base import StageContext
 from tokenmill.stages.extract import ExtractConfig, ExtractStage, decode_html
@@ -80,14 +80,7 @@ def test_a_document_past_the_time_limit_is_killed_and_the_next_one_extracted():
 
 
 def snippet_f1(texts: dict, expected: dict) -> float:
-    tp = fp = fn = 0
-    for url, e in expected.items():
-        t = texts.get(url) or ""
-        tp += sum(s in t for s in e["with"])
-        fn += sum(s not in t for s in e["with"])
-        fp += sum(s in t for s in e["without"])
-    p, r = tp / (tp + fp), tp / (tp + fn)
-    return 2 * p * r / (p + r)
+    return snippet_scores(texts, expected)[2]
 
 
 def test_a_broken_trafilatura_install_is_named_in_the_error(tmp_path, monkeypatch):

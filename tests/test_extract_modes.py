@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from helpers import article, html_page, need
+from helpers import article, html_page, need, snippet_scores
 from tokenmill import config as config_mod
 from tokenmill.doc import Doc
 from tokenmill.readers import InputConfig, Shard, read_shard
@@ -75,13 +75,6 @@ def test_resiliparse_f1_on_the_real_pages(shared_data):
                             StageContext("ingest")))
     out, _ = run_stage(pages, extractor="resiliparse", isolate=False)
     texts = {d.url: d.text for d in out}
-    tp = fp = fn = 0
-    for url, e in expected.items():
-        t = texts.get(url) or ""
-        tp += sum(s in t for s in e["with"])
-        fn += sum(s not in t for s in e["with"])
-        fp += sum(s in t for s in e["without"])
-    p, r = tp / (tp + fp), tp / (tp + fn)
-    f1 = 2 * p * r / (p + r)
+    p, r, f1 = snippet_scores(texts, expected)
     print(f"resiliparse snippet F1 {f1:.3f} (P {p:.3f}, R {r:.3f})")
     assert f1 > 0.84
