@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
+import yaml
 
 from helpers import html_page
 from tokenmill import config as config_mod
@@ -99,6 +102,36 @@ def test_prefilter_from_yaml(tmp_path):
     with pytest.raises(config_mod.ConfigError, match="extract.language_prefilter"):
         config_mod.from_dict({"input": {"paths": [str(warc)]}, "output": str(tmp_path / "out"),
                               "extract": {"language_prefilter": "en"}})
+
+
+@pytest.mark.parametrize("language, stages, expected", [
+    ({"languages": ["en", "de"]}, None, ("en", "de")),
+    ({"languages": "all"}, None, None),
+    ({"languages": ["en"]}, ["url_filter", "extract", "quality"], None),  # no language stage: off
+])
+def test_prefilter_auto_follows_the_language_stage(tmp_path, language, stages, expected):
+    warc = tmp_path / "a.warc"
+    warc.write_bytes(b"")
+    data = {"input": {"paths": [str(warc)]}, "output": str(tmp_path / "out"),
+            "extract": {"language_prefilter": "auto"}, "language": language}
+    if stages:
+        data["stages"] = stages
+    cfg = config_mod.from_dict(data)
+    assert cfg.options("extract").language_prefilter == expected
+    assert cfg.resolved()["extract"]["language_prefilter"] == expected  # what the run record stores and hashes
+
+
+def test_prefilter_auto_must_be_resolved_before_the_stage_runs():
+    with pytest.raises(ValueError, match="auto is resolved from the language stage"):
+        ExtractStage(ExtractConfig(language_prefilter="auto")).setup()
+
+
+def test_the_fineweb_config_runs_the_prefilter_on_the_language_stage_languages():
+    root = pathlib.Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "configs/fineweb.yaml").read_text())
+    assert data["extract"]["language_prefilter"] == "auto"
+    cfg = config_mod.from_dict(data, check_inputs=False)
+    assert cfg.options("extract").language_prefilter == tuple(data["language"]["languages"]) == ("en",)
 
 
 def test_no_page_the_prefilter_skips_is_english_after_extraction(shared_data):

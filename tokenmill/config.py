@@ -110,6 +110,7 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
     names = _stage_names(data.get("stages"), source)
     stage_options = {name: build(stage_registry.stage_class(name).Config, _section(name, data.get(name)), name, source)
                      for name in stage_registry.available()}
+    stage_options = _resolve_prefilter(stage_options, names)
     cfg = PipelineConfig(input_cfg, _absolute(data["output"]), executor, names, stage_options, source)
     if check_inputs:
         try:
@@ -119,6 +120,20 @@ def from_dict(data: Any, source: str = "<dict>", overrides: dict | None = None, 
         except (FileNotFoundError, OSError) as e:
             raise ConfigError(f"{source}: {e}") from None
     return cfg
+
+
+def _resolve_prefilter(stage_options: dict, names: tuple[str, ...]) -> dict:
+    """`extract.language_prefilter: auto` becomes the language stage's `languages` when that stage
+    runs and keeps a list, and off (null) otherwise, so the resolved config (and its hash) names
+    the codes the pre-pass really uses."""
+    extract = stage_options.get("extract")
+    if extract is None or extract.language_prefilter != "auto":
+        return stage_options
+    language = stage_options.get("language")
+    codes = None
+    if "language" in names and language is not None and language.languages != "all":
+        codes = tuple(language.languages)
+    return {**stage_options, "extract": dataclasses.replace(extract, language_prefilter=codes)}
 
 
 # A stage whose options are mostly one list may be written as that list: `classify: [{name: ...}]`

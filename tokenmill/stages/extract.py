@@ -52,9 +52,10 @@ class ExtractConfig:
     isolate: bool = True  # False runs trafilatura in-process (no time limit): for debugging only
     # Languages kept downstream (e.g. [en]): a page whose tag-stripped HTML lid.176 calls another
     # language with at least `prefilter_min_score` is dropped as `language_prefilter` without being
-    # extracted (filters/prefilter.py). null: every page is extracted.
-    language_prefilter: tuple[str, ...] | None = field(
-        default=None, metadata={"shape": "a list of language codes (e.g. [en]), or null"})
+    # extracted (filters/prefilter.py). auto: the language stage's `languages` when that stage runs
+    # and keeps a list (resolved by config.from_dict; otherwise off). null: every page is extracted.
+    language_prefilter: tuple[str, ...] | Literal["auto"] | None = field(
+        default=None, metadata={"shape": "a list of language codes (e.g. [en]), auto, or null"})
     prefilter_min_score: float = 0.8
 
     def __post_init__(self):
@@ -64,11 +65,11 @@ class ExtractConfig:
             raise ValueError("timeout_s: must be positive")
         if not 0.0 < self.prefilter_min_score <= 1.0:
             raise ValueError(f"prefilter_min_score: must be in (0, 1], got {self.prefilter_min_score}")
-        if self.language_prefilter is not None and (isinstance(self.language_prefilter, str)
-                                                    or not self.language_prefilter):
-            raise ValueError(f"language_prefilter: a list of language codes (e.g. [en]), or null; "
+        if self.language_prefilter is not None and self.language_prefilter != "auto" and (
+                isinstance(self.language_prefilter, str) or not self.language_prefilter):
+            raise ValueError(f"language_prefilter: a list of language codes (e.g. [en]), auto, or null; "
                              f"got {self.language_prefilter!r}")
-        if self.language_prefilter is not None:
+        if self.language_prefilter not in (None, "auto"):
             from tokenmill.filters.language import canonical_code, model_labels
 
             unknown = sorted(c for c in self.language_prefilter if canonical_code(c) not in model_labels())
@@ -228,6 +229,9 @@ class ExtractStage(MapStage):
             )
         self.child = _Child(self.opts) if c.isolate else None
         self.prefilter = None
+        if c.language_prefilter == "auto":  # config.from_dict resolves it; a hand-built config must name the codes
+            raise ValueError("extract.language_prefilter: auto is resolved from the language stage by "
+                             "tokenmill.config.from_dict; give the language codes when building ExtractConfig directly")
         if c.language_prefilter is not None:
             from tokenmill.filters.prefilter import LanguagePrefilter
 
