@@ -16,10 +16,24 @@ language per process (cached): a worker loads each spaCy pipeline once.
     yue, wuu): every CJK/Thai/... character is one word (spaCy's Chinese "char"
     segmentation; jieba/SudachiPy are not installed), sentences end at terminal
     punctuation (。！？ ...), no stop words. quality.py says which rules they skip.
+
+What a worker pays to build them, and why it is small (a Ray worker pays it once per process,
+so it decides how well a run scales with workers; measured on this machine, CPU seconds):
+  - `import spacy` imports thinc, which imports torch when it is installed (1.5 of 2.4 s) for
+    its torch-backed layers; a blank pipeline never uses them, so while spaCy is imported here
+    `torch` is hidden (thinc then says has_torch=False). Nothing is hidden when torch or spaCy is
+    already imported, so a process that needs thinc's torch layers imports spaCy first;
+  - `Language()` imports every package that registers a `spacy_factories` entry point (e.g.
+    presidio-analyzer's, which imports transformers and torch: 3.2 s); the blank pipelines here
+    need only spaCy's built-in tokenizer and sentencizer, so they are built with that registry's
+    entry points switched off (for the duration of the build, in this process).
+Together 0.9 s instead of 6.0 s per process, with the same tokens (tests/test_words_setup.py).
 """
 
 from __future__ import annotations
 
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -49,6 +63,34 @@ class LanguageTools:
         return len(self.stop_words & seen)
 
 
+def import_spacy():
+    """`import spacy` without thinc importing torch, unless torch (or spaCy) is already imported."""
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # `import torch` raises ImportError: thinc.compat sets has_torch = False
+    try:
+        import spacy
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+    return spacy
+
+
+@contextmanager
+def builtin_factories_only():
+    """spaCy pipelines built inside this block skip the `spacy_factories` entry points."""
+    util = import_spacy().util
+    registry = util.registry._entry_point_factories
+    saved = registry.entry_points
+    registry.entry_points = False
+    try:
+        yield
+    finally:
+        registry.entry_points = saved
+
+
 MAX_SPACY_STRINGS = 200_000  # rebuild past this many strings: ~0.4 kB each with its lexeme (measured), ~90 MB
 
 
@@ -66,10 +108,11 @@ class _SpacyWords:
         self.tok = tok  # a datatrove SpaCyTokenizer
 
     def _nlp(self, text: str):
-        nlp = self.tok.tokenizer
-        if len(nlp.vocab.strings) > MAX_SPACY_STRINGS:
+        nlp = self.tok._tokenizer
+        if nlp is None or len(nlp.vocab.strings) > MAX_SPACY_STRINGS:
             self.tok._tokenizer = None
-            nlp = self.tok.tokenizer
+            with builtin_factories_only():
+                nlp = self.tok.tokenizer
         nlp.max_length = len(text) + 10
         return nlp
 
@@ -90,9 +133,11 @@ def language_tools(language: str) -> LanguageTools:
     regex_sentences = WhitespaceTokenizer().sent_tokenize  # terminal punctuation incl. 。！？
     if lang in NO_SPACE_LANGUAGES:
         return LanguageTools(lang, True, _CHAR_WORDS.findall, regex_sentences, None)
+    import_spacy()
     try:
         tok = load_word_tokenizer(lang)
-        tok.word_tokenize("probe text.")  # missing optional dependencies fail here, not mid-run
+        with builtin_factories_only():
+            tok.word_tokenize("probe text.")  # missing optional dependencies fail here, not mid-run
     except (ImportError, ValueError, OSError, KeyError):
         tok = None
     if not isinstance(tok, SpaCyTokenizer):  # none, or one needing packages we do not ship
@@ -102,9 +147,7 @@ def language_tools(language: str) -> LanguageTools:
         stop = frozenset(STOP_WORDS)
     else:
         try:
-            import spacy.util
-
-            stop = frozenset(spacy.util.get_lang_class(lang).Defaults.stop_words) or None
+            stop = frozenset(import_spacy().util.get_lang_class(lang).Defaults.stop_words) or None
         except (ImportError, KeyError, AttributeError):  # spaCy has no such language
             stop = None
     return LanguageTools(lang, False, spacy_words.words, spacy_words.sentences, stop)
