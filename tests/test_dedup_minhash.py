@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -9,8 +10,10 @@ import numpy as np
 import pytest
 
 from tokenmill.stages.dedup.minhash import (
-    EMPTY, MinHasher, band_keys, collision_probability, estimate_jaccard, exact_keys, lsh_params, word_hashes,
+    EMPTY, MinHasher, band_keys, collision_probability, estimate_jaccard, exact_keys, lsh_params, shingle_hashes,
+    word_hashes,
 )
+from tokenmill.stages.dedup.signatures import SIG_VERSION
 
 VOCAB = [f"w{i}" for i in range(400)]
 
@@ -45,6 +48,33 @@ def test_words_match_the_regex_including_unicode():
     # same word → same hash, wherever it is
     w2, o2 = word_hashes(["world hello"], seed=1)
     assert w2[0] == words[1] and w2[1] == words[0]
+
+
+def test_context_dependent_lowercase_matches_str_lower_in_any_batch():
+    """'Σ' lowers to 'ς' at a word's end and 'İ' to two code points: those texts follow str.lower()
+    (words and shingles as the regex finds them), whatever else is in the batch."""
+    special = ["ΟΔΟΣ ΣΑ Σ οδος", "İstanbul İİ ıi", "ΟΔΟΣ μια δύο τρεις τέσσερις πέντε"]
+    plain = ["plain ascii words here", "Ünïcode ÀÉÎ mixed case"]
+    batch = [plain[0], special[0], plain[1], special[1], special[2]]
+    words, offsets = word_hashes(batch, seed=1)
+    by_word = {}
+    for i, t in enumerate(batch):
+        ref = re.findall(r"\w+", t.lower())
+        assert offsets[i + 1] - offsets[i] == len(ref), t
+        for w, h in zip(ref, words[offsets[i] : offsets[i + 1]]):
+            assert by_word.setdefault(w, h) == h, w
+    assert len(set(by_word.values())) == len(by_word)  # 'οδος' and 'οδοσ' differ, as in str.lower()
+    alone = [word_hashes([t], seed=1)[0] for t in batch]
+    assert np.array_equal(np.concatenate(alone), words)
+    sh, sh_off = shingle_hashes(words, offsets, 3)
+    by_gram = {}
+    for i, t in enumerate(batch):
+        ref = re.findall(r"\w+", t.lower())
+        grams = [" ".join(ref[k : k + 3]) for k in range(max(1, len(ref) - 2))]
+        assert sh_off[i + 1] - sh_off[i] == len(grams)
+        for g, h in zip(grams, sh[sh_off[i] : sh_off[i + 1]]):
+            assert by_gram.setdefault(g, h) == h, g
+    assert len(set(by_gram.values())) == len(by_gram)
 
 
 def test_exact_keys_ignore_case_punctuation_and_spacing():
@@ -86,6 +116,41 @@ def test_signatures_are_deterministic_and_batch_independent():
     pieces = np.concatenate([h.signatures(texts[i : i + 7]) for i in range(0, 50, 7)])
     assert np.array_equal(whole, pieces)
     assert not np.array_equal(whole, MinHasher(num_perm=64, ngram=3, seed=6).signatures(texts))
+
+
+@pytest.mark.parametrize("num_perm", [1, 7, 2048])
+def test_signatures_are_the_minima_of_the_affine_permutations(num_perm):
+    """Every (document, permutation) value is min over its shingles of (a*x + b) mod 2^32, also for
+    documents cut by the permutation blocks (2048 permutations: blocks of 512 shingles)."""
+    rng = np.random.default_rng(num_perm)
+    counts = np.array([0, 1, 3, 700, 0, 511, 513, 1, 1200, 2, 0])
+    sh_off = np.concatenate(([0], np.cumsum(counts)))
+    x = rng.integers(0, 1 << 32, sh_off[-1], dtype=np.uint64).astype(np.uint32)
+    h = MinHasher(num_perm=num_perm, seed=4)
+    a, b = h._perms
+    assert a.dtype == b.dtype == np.uint32 and (a & 1).all()
+    sig = h.signatures_from_shingles(x, sh_off)
+    assert sig.shape == (len(counts), num_perm) and sig.dtype == np.uint32 and sig.flags.c_contiguous
+    for d, (lo, hi) in enumerate(itertools.pairwise(sh_off)):
+        if lo == hi:
+            assert (sig[d] == EMPTY).all()
+            continue
+        ref = (x[lo:hi, None].astype(np.uint64) * a.astype(np.uint64) + b) % (1 << 32)
+        assert np.array_equal(sig[d], ref.min(axis=0)), d
+
+
+def test_signature_values_are_pinned_to_sig_version():
+    """Persisted signatures and exact keys are reused across runs and machines when SIG_VERSION
+    matches: changing their values for the same text needs a new SIG_VERSION (and new values here)."""
+    h = MinHasher(num_perm=8, ngram=3, seed=1)
+    sig, keys, words = h.signatures_and_keys(["The quick brown fox jumps over the lazy dog.", "Ünïcode ΟΔΟΣ text"])
+    assert SIG_VERSION == 2
+    assert sig.tolist() == [
+        [115045058, 1124545376, 85049051, 265803050, 317888489, 1031398535, 490681167, 690211513],
+        [1414832396, 3433610855, 981794125, 2241450425, 2295161187, 2486122907, 355645544, 298004628],
+    ]
+    assert [k.hex() for k in keys] == ["bf9999ffe5abbc2bce0f4bab8e8584b9", "22f83d117e089f0e26615227c461ad5c"]
+    assert words.tolist() == [9, 3]
 
 
 def test_short_and_empty_documents():

@@ -5,13 +5,16 @@ n-gram shingles, a 16-byte exact key (same key ⇔ same word sequence), and (ban
 band keys for LSH. Words are the lowercased `\\w+` runs, as `re.findall(r"\\w+", text.lower())`
 finds them (the brute-force ground truth in shared/data/neardup uses the same words).
 
-Speed: a batch of texts is hashed at once with numpy (lowercase → UTF-32 code points →
-word mask from a lookup table → polynomial prefix hashes → one uint64 per word → one uint64
-per shingle), then all permutations are applied as multiply-add hashing mod 2^64 in
-cache-sized blocks. Speed against datasketch: bench/minhash_speed.py (figures in the README).
+Speed: a batch of texts is hashed at once with numpy (UTF-32 code points → lowercase word
+characters from one lookup table → polynomial prefix hashes → one uint64 per word → one
+uint32 per shingle), then all permutations are applied with 32-bit multiply-add in
+cache-sized (num_perm, block) blocks, reduced per document along contiguous rows.
+Speed against datasketch: bench/minhash_speed.py (figures in BENCHMARKS.md).
 
-The i-th permutation is h_i(x) = ((a_i * x + b_i) mod 2^64) >> 32 with a_i odd, x the
-shingle's 64-bit hash; the signature keeps min_x h_i(x). P[sig_a[i] == sig_b[i]] ≈ Jaccard.
+The i-th permutation is h_i(x) = (a_i * x + b_i) mod 2^32 with a_i odd (a bijection of the
+32-bit values, the "affine32" scheme of datasketch 2.0), x the shingle's 32-bit hash (the high
+half of a splitmix64-mixed 64-bit hash); the signature keeps min_x h_i(x).
+P[sig_a[i] == sig_b[i]] ≈ Jaccard.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from dataclasses import dataclass
 import numpy as np
 import xxhash
 
-_WORD_TABLE: np.ndarray | None = None
+_LOWER_WORD: np.ndarray | None = None
 _POWERS: tuple[np.ndarray, np.ndarray] | None = None
 _U64 = np.uint64
+_U32 = np.uint32
 EMPTY = np.uint32(0xFFFFFFFF)  # signature value of a document without words
 _POLY = _U64(0x100000001B3)  # odd multiplier of the code-point polynomial hash
 _POLY_INV = _U64(pow(0x100000001B3, -1, 1 << 64))
-_BLOCK = 2048  # shingles per permutation block: (2048, 112) uint64 = 1.8 MB, stays in L2/L3
+_BLOCK_VALUES = 1 << 20  # permutation block: (num_perm, 2^20 / num_perm) uint32 = 4 MB
+# the only code points whose lowercase depends on more than the code point itself in str.lower():
+# 'İ' lowers to two characters, 'Σ' to 'ς' at the end of a word and 'σ' elsewhere
+_CONTEXT_LOWER = ("\u0130", "\u03a3")
 
 
 def exact_keys(words: np.ndarray, offsets: np.ndarray) -> list[bytes]:
@@ -53,15 +60,24 @@ def _seeded_u64(seed: int, n: int, salt: int) -> np.ndarray:
     return mix64(mix64(base) + _U64(0x9E3779B97F4A7C15))
 
 
-def _word_table() -> np.ndarray:
-    """(0x110000,) bool: is this code point a `\\w` character? (re's rule: isalnum() or '_'.)
-    Built once per process: ~0.1 s, 1.1 MB."""
-    global _WORD_TABLE
-    if _WORD_TABLE is None:
-        table = np.fromiter((chr(c).isalnum() for c in range(0x110000)), bool, count=0x110000)
-        table[ord("_")] = True
-        _WORD_TABLE = table
-    return _WORD_TABLE
+def _lower_word_table() -> np.ndarray:
+    """(0x110000,) uint32: for a `\\w` code point (re's rule: isalnum() or '_') its lowercase
+    code point, 0 for any other. str.lower() keeps whether a code point is `\\w`, and maps
+    each code point to one code point but for `_CONTEXT_LOWER`. Built once per process: ~0.4 s, 4.4 MB."""
+    global _LOWER_WORD
+    if _LOWER_WORD is None:
+        every = "".join(map(chr, range(0x110000)))
+        is_word = np.fromiter(map(str.isalnum, every), bool, count=0x110000)
+        is_word[ord("_")] = True
+        for c in _CONTEXT_LOWER:  # never looked up: texts holding them are lowered first
+            every = every.replace(c, c.lower()[0])
+        lowered = every.lower()
+        if len(lowered) != 0x110000:
+            raise RuntimeError("str.lower() changed the length of single code points: unsupported Python")
+        table = np.frombuffer(lowered.encode("utf-32-le", "surrogatepass"), "<u4").astype(_U32)
+        table[~is_word] = 0
+        _LOWER_WORD = table
+    return _LOWER_WORD
 
 
 def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,41 +96,38 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def word_hashes(texts: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """uint64 hash of every lowercased `\\w+` word of every text, and (D+1,) word offsets per doc.
 
-    One numpy pass over the concatenated UTF-32 code points: word characters from a lookup
-    table, prefix polynomial hashes
-    H[k] = sum_{j<k} (c_j + 1) * P^j mod 2^64, word [s, e) → (H[e] - H[s]) * P^-s, then mixed.
-    Measured: ~10x faster than `re.findall(r"\\w+", text.lower())` alone.
+    One numpy pass over the concatenated UTF-32 code points: the lowercase word characters from
+    a lookup table (0 elsewhere), prefix polynomial hashes H[k] = sum_{j<k} c_j * P^j mod 2^64,
+    word [s, e) → (H[e] - H[s]) * P^-s, then mixed. Texts holding a code point whose lowercase
+    needs context (`_CONTEXT_LOWER`) are lowered with str.lower() first.
     """
-    joined = " ".join(texts).lower()
-    # str.lower() can change a string's length (e.g. 'İ' → 'i̇'); then lower per document
-    if len(joined) != sum(map(len, texts)) + max(len(texts) - 1, 0):
-        texts = [t.lower() for t in texts]
-        joined = " ".join(texts)
-    cps = np.frombuffer((joined + " ").encode("utf-32-le", "surrogatepass"), np.uint32)
+    texts = [t.lower() if any(c in t for c in _CONTEXT_LOWER) else t for t in texts]
+    cps = np.frombuffer((" " + " ".join(texts) + " ").encode("utf-32-le", "surrogatepass"), "<u4")
     n = cps.size
-    is_word = _word_table()[cps]
-    edge = np.diff(np.concatenate(([0], is_word.view(np.int8), [0])))
-    starts = np.flatnonzero(edge == 1)
-    ends = np.flatnonzero(edge == -1)
-    offsets = np.zeros(len(texts) + 1, np.int64)
+    low = _lower_word_table()[cps]
+    is_word = low.astype(bool)
+    # document d owns code points [bounds[d], bounds[d] + len(texts[d])); bounds[D] = n
+    bounds = np.cumsum([1] + [len(t) + 1 for t in texts])
+    edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1  # cps[0] and cps[-1] are spaces
+    starts, ends = edges[0::2], edges[1::2]
+    offsets = np.searchsorted(starts, bounds).astype(np.int64)
     if starts.size == 0:
         return np.zeros(0, _U64), offsets
     powers, inv_powers = _powers(n + 1)
     prefix = np.zeros(n + 1, _U64)
-    np.cumsum((cps.astype(_U64) + _U64(1)) * powers[:n], out=prefix[1:])
+    np.multiply(low, powers[:n], out=prefix[1:])
+    np.cumsum(prefix[1:], out=prefix[1:])
     words = (prefix[ends] - prefix[starts]) * inv_powers[starts]
-    words = mix64(words ^ _U64(seed & 0xFFFFFFFFFFFFFFFF))
-    # document d owns code points [doc_start[d], doc_start[d] + len(texts[d])]
-    doc_start = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
-    doc_of_word = np.searchsorted(doc_start, starts, side="right") - 1
-    np.cumsum(np.bincount(doc_of_word, minlength=len(texts)), out=offsets[1:])
-    return words, offsets
+    words ^= _U64(seed & 0xFFFFFFFFFFFFFFFF)
+    return mix64(words), offsets
 
 
 def shingle_hashes(words: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint64 hash per word n-gram (order-sensitive) and (D+1,) shingle offsets per doc.
+    """uint32 hash per word n-gram (order-sensitive) and (D+1,) shingle offsets per doc.
 
     A document with 1..ngram-1 words gets one shingle of all its words; 0 words: none.
+    The n-gram sums are taken over the whole word array at once (ngram shifted multiply-adds),
+    then the n-grams starting inside a document and ending in it are kept.
     """
     mult = _seeded_u64(ngram, ngram, salt=1) | _U64(1)
     counts = np.diff(offsets)
@@ -122,19 +135,24 @@ def shingle_hashes(words: np.ndarray, offsets: np.ndarray, ngram: int) -> tuple[
     sh_off = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(n_sh, out=sh_off[1:])
     total = int(sh_off[-1])
-    out = np.zeros(total, _U64)
     if total == 0:
-        return out, sh_off
-    # shingle k of doc d starts at word offsets[d] + k; ngram terms, truncated at the doc end
-    doc_of_sh = np.repeat(np.arange(len(counts)), n_sh)
-    first = offsets[doc_of_sh] + (np.arange(total) - sh_off[doc_of_sh])
-    last = offsets[doc_of_sh + 1]
-    padded = np.concatenate((words, np.zeros(ngram, _U64)))
-    for j in range(ngram):
-        idx = first + j
-        term = padded[idx] * mult[j]
-        out += np.where(idx < last, term, _U64(0))
-    return mix64(out), sh_off
+        return np.zeros(0, _U32), sh_off
+    n = words.size
+    padded = np.concatenate((words, np.zeros(ngram - 1, _U64)))
+    sums = words * mult[0]
+    for j in range(1, ngram):
+        sums += padded[j : j + n] * mult[j]
+    # shingle k of doc d starts at word offsets[d] + k
+    first = np.arange(total, dtype=np.int64) + np.repeat(offsets[:-1] - sh_off[:-1], n_sh)
+    out = sums[first]
+    short = np.flatnonzero((counts > 0) & (counts < ngram))
+    if short.size:  # their one shingle stops at the document's last word
+        lo, cnt = offsets[short], counts[short]
+        acc = np.zeros(short.size, _U64)
+        for j in range(ngram - 1):
+            acc += np.where(j < cnt, padded[lo + j] * mult[j], _U64(0))
+        out[sh_off[short]] = acc
+    return (mix64(out) >> _U64(32)).astype(_U32), sh_off
 
 
 @dataclass(frozen=True)
@@ -151,8 +169,8 @@ class MinHasher:
 
     @property
     def _perms(self) -> tuple[np.ndarray, np.ndarray]:
-        a = _seeded_u64(self.seed, self.num_perm, salt=2) | _U64(1)
-        b = _seeded_u64(self.seed, self.num_perm, salt=3)
+        a = (_seeded_u64(self.seed, self.num_perm, salt=2) >> _U64(32)).astype(_U32) | _U32(1)
+        b = (_seeded_u64(self.seed, self.num_perm, salt=3) >> _U64(32)).astype(_U32)
         return a, b
 
     def signatures(self, texts: list[str]) -> np.ndarray:
@@ -166,22 +184,31 @@ class MinHasher:
         return self.signatures_from_shingles(shingles, sh_off), exact_keys(words, w_off), np.diff(w_off)
 
     def signatures_from_shingles(self, shingles: np.ndarray, sh_off: np.ndarray) -> np.ndarray:
+        """(D, num_perm) uint32 minima of h_i over each document's uint32 shingle hashes.
+
+        Permutations run along rows of a (num_perm, block) array: the per-document minima are
+        then reductions over contiguous runs (numpy's reduceat along axis 0 walks strided columns,
+        measured ~4x slower)."""
         a, b = self._perms
+        shingles = np.asarray(shingles, _U32)
         n_docs = len(sh_off) - 1
-        sig = np.full((n_docs, self.num_perm), np.iinfo(np.uint64).max, _U64)
-        doc_of_sh = np.repeat(np.arange(n_docs), np.diff(sh_off))
-        tmp = np.empty((_BLOCK, self.num_perm), _U64)
-        for lo in range(0, shingles.size, _BLOCK):
-            x = shingles[lo : lo + _BLOCK]
-            t = tmp[: x.size]
-            np.multiply(x[:, None], a[None, :], out=t)  # (block, num_perm), wraps mod 2^64
-            t += b
-            docs = doc_of_sh[lo : lo + x.size]
-            seg = np.flatnonzero(np.concatenate(([True], docs[1:] != docs[:-1])))
-            part = np.minimum.reduceat(t, seg, axis=0)  # (docs in block, num_perm)
-            d = docs[seg]
-            sig[d] = np.minimum(sig[d], part)
-        return (sig >> _U64(32)).astype(np.uint32)
+        sig = np.full((self.num_perm, n_docs), EMPTY, _U32)
+        nonempty = np.flatnonzero(np.diff(sh_off) > 0)
+        first = np.asarray(sh_off, np.int64)[nonempty]  # increasing: where each document begins
+        block = max(256, _BLOCK_VALUES // self.num_perm)
+        tmp = np.empty((self.num_perm, min(block, shingles.size)), _U32)
+        for lo in range(0, shingles.size, block):
+            x = shingles[lo : lo + block]
+            t = tmp[:, : x.size]
+            np.multiply(a[:, None], x[None, :], out=t)  # wraps mod 2^32
+            t += b[:, None]
+            i0 = int(np.searchsorted(first, lo, side="right")) - 1
+            i1 = int(np.searchsorted(first, lo + x.size, side="left"))
+            seg = np.maximum(first[i0:i1] - lo, 0)
+            part = np.minimum.reduceat(t, seg, axis=1)  # (num_perm, documents in block)
+            d = nonempty[i0:i1]
+            sig[:, d] = np.minimum(sig[:, d], part)
+        return np.ascontiguousarray(sig.T)
 
 
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
