@@ -23,7 +23,10 @@ datasketch's fastest "from text" variant (text in, signatures out on both sides)
 Same work: each side's signatures estimate the brute-force Jaccard of pairs.jsonl; the mean
 absolute error is printed per side (MinHash with 112 permutations: ~0.03 expected).
 
-Run: .venv/bin/python bench/minhash_speed.py [--rounds 5] [--num-perm 112]
+A round of ours takes ~10-20 ms of CPU, so the default is 15 rounds (with 5, the medians moved by
+tens of percent between runs on the shared machine); the load average before and after is printed.
+
+Run: .venv/bin/python bench/minhash_speed.py [--rounds 15] [--num-perm 112]
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def shingles(text: str, ngram: int = 5) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "neardup"))
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--num-perm", type=int, default=112)
     args = ap.parse_args()
     docs = [json.loads(line) for line in open(Path(args.data) / "docs.jsonl")]
@@ -67,7 +70,7 @@ def main() -> int:
     from rensa import RMinHash
 
     hasher = MinHasher(num_perm=P)
-    hasher.signatures(texts[:8])  # the per-process tables (~0.1 s), built once per worker
+    hasher.signatures(texts[:8])  # the per-process lookup table (~0.3 s), built once per worker
     given_str = [shingles(t) for t in texts]
     given_bytes = [[s.encode("utf-8") for s in sh] for sh in given_str]
 
@@ -87,6 +90,7 @@ def main() -> int:
             lambda: RMinHash.digest_matrix_from_token_sets(given_str, P, 1),
     }
     names = list(sides)
+    load_before = os.getloadavg()
     times: dict[str, list[float]] = {n: [] for n in names}
     results = {}
     for r in range(args.rounds):
@@ -111,7 +115,8 @@ def main() -> int:
     rate = {n: [len(texts) / t for t in times[n]] for n in names}
     med = {n: statistics.median(rate[n]) for n in names}
     print(f"documents: {len(texts)} real articles (~{words:.0f} words each), num_perm={P}, 1 core, "
-          f"{args.rounds} rounds, order alternating")
+          f"{args.rounds} rounds, order alternating; load average (1, 5, 15 min) before "
+          f"{'/'.join(f'{x:.1f}' for x in load_before)}, after {'/'.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{'':42s}{'docs/CPU-s med':>14s}{'min-max':>18s}{'ours / this':>13s}")
     for n in names:
         ratios = [a / b for a, b in zip(rate[names[0]], rate[n])]
