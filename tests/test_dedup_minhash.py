@@ -137,6 +137,8 @@ def test_signatures_are_the_minima_of_the_affine_permutations(num_perm):
             continue
         ref = (x[lo:hi, None].astype(np.uint64) * a.astype(np.uint64) + b) % (1 << 32)
         assert np.array_equal(sig[d], ref.min(axis=0)), d
+    with pytest.raises(TypeError, match="uint32"):  # 64-bit hashes are not cut to 32 bits silently
+        h.signatures_from_shingles(x.astype(np.uint64), sh_off)
 
 
 def test_signature_values_are_pinned_to_sig_version():

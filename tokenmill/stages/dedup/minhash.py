@@ -187,10 +187,12 @@ class MinHasher:
         """(D, num_perm) uint32 minima of h_i over each document's uint32 shingle hashes.
 
         Permutations run along rows of a (num_perm, block) array: the per-document minima are
-        then reductions over contiguous runs (numpy's reduceat along axis 0 walks strided columns,
-        measured ~4x slower)."""
+        then reductions over contiguous runs (the (block, num_perm) layout, reduced with reduceat
+        along axis 0, measured 4-5x slower on the 161 documents of shared/data/neardup)."""
+        if not isinstance(shingles, np.ndarray) or shingles.dtype != _U32 or shingles.ndim != 1:
+            raise TypeError(f"shingles must be a 1-d uint32 array (shingle_hashes), got "
+                            f"{getattr(shingles, 'dtype', type(shingles).__name__)}")
         a, b = self._perms
-        shingles = np.asarray(shingles, _U32)
         n_docs = len(sh_off) - 1
         sig = np.full((self.num_perm, n_docs), EMPTY, _U32)
         nonempty = np.flatnonzero(np.diff(sh_off) > 0)
