@@ -2,7 +2,8 @@
 
 `LocalExecutor` runs tasks one after another in this process (tests, debugging: breakpoints
 work). `RayExecutor` submits them as Ray tasks: a local Ray when no address is given (the
-embedded default), else the cluster at `address` / $RAY_ADDRESS (also under `ray job submit`).
+embedded default; its workers at the driver's priority, `ray_init_kwargs`), else the cluster
+at `address` / $RAY_ADDRESS (also under `ray job submit`).
 This package is the only place in tokenmill that imports ray.
 
 A task is `Task(task_id, fn, args, cpus=1)`; `fn(*args)` returns a `TaskResult`. Under Ray a task
@@ -107,6 +108,20 @@ class ClusterLost(RuntimeError):
     """The Ray node this driver runs on died and cannot be restarted here: rerunning resumes."""
 
 
+def ray_init_kwargs(address: str | None, environ=os.environ) -> dict[str, Any]:
+    """`ray.init` arguments: attach to `address`, or start a local Ray whose workers run at the
+    driver's priority. Ray starts its workers 15 nice levels below the driver (`worker_niceness`);
+    on a machine shared with other jobs that gave tokenmill's workers a fraction of the CPU that
+    the same work gets in process (`--executor local`), and datatrove's worker processes run at
+    the driver's priority too. RAY_worker_niceness in the environment still decides when set."""
+    kwargs: dict[str, Any] = dict(include_dashboard=False, configure_logging=False, log_to_driver=True)
+    if address:
+        kwargs["address"] = address  # a cluster's workers are started by its own raylets: its settings
+    elif "RAY_worker_niceness" not in environ:
+        kwargs["_system_config"] = {"worker_niceness": 0}
+    return kwargs
+
+
 class RayExecutor:
     """Tasks on Ray. A worker that dies mid-task (OOM, SIGKILL) fails that attempt, which is
     retried like any other failure. When the node itself goes (the raylet, or an agent whose death
@@ -130,10 +145,8 @@ class RayExecutor:
         self.backoff_s = backoff_s
         self._init_kwargs: dict[str, Any] = {}
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = dict(include_dashboard=False, configure_logging=False, log_to_driver=True)
             address = address or os.environ.get("RAY_ADDRESS") or None
-            if address:
-                kwargs["address"] = address
+            kwargs = ray_init_kwargs(address)
             log.info("starting Ray (%s)", address or "local")
             ray.init(**kwargs)
             self.started_ray = True
