@@ -2,8 +2,9 @@
 
 In: documents; out: the kept documents, every drop counted under its reason (the base class
 collects dropped documents for `removed/<stage>/`). Heavy state is loaded in `setup()`, once
-per worker: the UT1 domain hashes (~2.5 s, 36 MB), lid.176 (~25 ms), spaCy blank pipelines
-(per language, on first use). Each stage's seconds per task are in the manifest
+per worker: the UT1 domain hashes (36 MB: ~0.1 CPU-s from the on-disk cache, ~2 s to build it
+the first time), lid.176 (~25 ms), spaCy blank pipelines (~0.9 CPU-s for spaCy and English, then
+per language on first use). Each stage's seconds per task are in the manifest
 (`stage_seconds`); `tokenmill inspect RUN` sums them.
 
 | stage       | class           | config            | order in FineWeb's recipe |
