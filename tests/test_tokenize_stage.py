@@ -276,3 +276,61 @@ def test_plan_ranges_cover_every_token_in_shards_of_about_the_target():
     assert len(sizes) == -(-int(lengths.sum()) // 1_000_000)
     assert all(abs(s - lengths.sum() / len(sizes)) < 0.01 * 1_000_000 for s in sizes), sizes
     assert plan_ranges(np.zeros(KEY_BINS, np.int64), 1000) == []
+
+
+def test_a_given_tokenizer_is_loaded_once_per_process(tmp_path, monkeypatch):
+    """Checking the config loads the tokenizer; run_global and its in-process encode tasks reuse
+    that load (a 32k BPE takes ~0.1 s to load, as long as encoding 0.2 MB of text here)."""
+    from tokenmill.stages.tokenize import tasks
+    from tokenmill.tokenize import tokenizer as tokenizer_mod
+    from tokenmill.tokenize import train_bpe
+
+    path = tmp_path / "given.json"
+    train_bpe([d.text for d in make_docs(50, seed=3) if d.text], 400).save(str(path))
+    monkeypatch.setattr(tasks, "_TOKENIZERS", {})
+    loads = []
+    real_prepare = tokenizer_mod.prepare
+    monkeypatch.setattr(tokenizer_mod, "prepare", lambda tok: loads.append(1) or real_prepare(tok))
+    tokens, _ = run_stage(tmp_path, make_docs(40), n_parts=2, tokenizer=str(path))
+    assert len(loads) == 1
+    assert sum(r["documents"] for r in TokenShards(tokens).rows) == 38
+
+
+def test_encode_tasks_trust_the_cache_only_for_the_content_the_driver_wrote(tmp_path, monkeypatch):
+    from tokenmill.stages.tokenize import tasks
+    from tokenmill.tokenize import train_bpe
+
+    monkeypatch.setattr(tasks, "_TOKENIZERS", {})
+    path = str(tmp_path / "tokenizer.json")
+    sha = tasks.write_tokenizer(train_bpe(["one two three"] * 5, 300), path)
+    held = tasks.cached_tokenizer(path, sha256=sha)
+    Path(path).unlink()  # a process that holds this content does not read the file again
+    assert tasks.cached_tokenizer(path, sha256=sha) is held
+    tasks.write_tokenizer(train_bpe(["four five six"] * 5, 300), path)  # another content under the same name
+    monkeypatch.setattr(tasks, "_TOKENIZERS", {})  # as in a fresh worker
+    with pytest.raises(ValueError, match="changed while the stage ran"):
+        tasks.cached_tokenizer(path, sha256=sha)
+
+
+def test_encoding_a_shard_does_not_import_pandas(tmp_path):
+    """pyarrow imports pandas (0.3-0.7 s here) on its first Python-to-Arrow or Arrow-to-numpy
+    conversion; a fresh worker's encode task makes none (empty and missing text included)."""
+    import subprocess
+    import sys
+
+    from tokenmill.stages.tokenize import tasks
+    from tokenmill.tokenize import train_bpe
+
+    docs = make_docs(30)  # holds an empty and a missing text
+    inputs = write_inputs(tmp_path, docs, 1)
+    tok_path = str(tmp_path / "tokenizer.json")
+    tasks.write_tokenizer(train_bpe([d.text for d in docs if d.text], 400), tok_path)
+    code = (
+        "import sys\n"
+        "from tokenmill.stages.tokenize.tasks import encode_shard\n"
+        f"r = encode_shard({inputs[0]!r}, {tok_path!r}, '<|bos|>', 1, 7, 1000, 2**62, 1, {str(tmp_path / 't')!r}, "
+        f"{str(tmp_path / 'm.npy')!r})\n"
+        "print(r.stats[0].docs_in, r.stats[0].docs_out, r.stats[0].drops['empty_text'], 'pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["30", "28", "2", "False"]

@@ -28,7 +28,7 @@ from tokenmill import storage
 from tokenmill.stages.base import GlobalJob, GlobalStage
 from tokenmill.stages.tokenize import tasks as build
 from tokenmill.tokenize.shards import MANIFEST, MANIFEST_SCHEMA, TOKENIZER
-from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, load_tokenizer, token_id
+from tokenmill.tokenize.tokenizer import DEFAULT_SPECIAL_TOKENS, token_id
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ class TokenizeConfig:
         if not storage.exists(path) or storage.fs_and_path(path)[0].isdir(storage.fs_and_path(path)[1]):
             raise ValueError(f"tokenizer: no tokenizer at {self.tokenizer!r}: give a tokenizer.json, or an earlier "
                              f"run's directory (or its tokens/ folder) that holds one")
-        try:
-            tok = load_tokenizer(path)
+        try:  # loaded once per process: run_global (and its encode tasks, when in this process) reuse it
+            tok = build.cached_tokenizer(path)
         except Exception as e:  # noqa: BLE001 (any parse error: the message says which file)
             raise ValueError(f"tokenizer: cannot read {path}: {type(e).__name__}: {e}") from None
         if tok.token_to_id(self.bos_token) is None:
@@ -113,7 +113,7 @@ class TokenizeStage(GlobalStage):
         out_dir = storage.join(job.run_dir, "tokens")
         tok_path = storage.join(out_dir, TOKENIZER)
         n = len(job.inputs)
-        if sum(storage.num_rows(p) for p in job.inputs) == 0:  # footers only: cheap
+        if not any(storage.num_rows(p) for p in job.inputs):  # footers only, up to the first non-empty one
             self._nothing_to_encode(job, out_dir, tok_path)
             return
 
@@ -143,8 +143,8 @@ class TokenizeStage(GlobalStage):
         parts = [(storage.join(job.workdir, f"enc-{i:05d}.tokens"), storage.join(job.workdir, f"enc-{i:05d}.meta.npy"))
                  for i in range(n)]
         encoded = job.run_tasks("encode", build.encode_shard, [
-            (p, tok_path, cfg.bos_token, cfg.seed, cfg.batch_docs, cfg.word_cache, val_cut, cfg.val_min_documents, t, m)
-            for p, (t, m) in zip(job.inputs, parts)
+            (p, tok_path, cfg.bos_token, cfg.seed, cfg.batch_docs, cfg.word_cache, val_cut, cfg.val_min_documents, t, m,
+             tok_sha) for p, (t, m) in zip(job.inputs, parts)
         ], cpus=cpus)
         values = [r.value for r in encoded]
         hist = {s: build.dense_hist([v["hist"][s] for v in values]) for s in ("train", "val")}

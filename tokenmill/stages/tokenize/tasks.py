@@ -111,26 +111,41 @@ _TOKENIZERS: dict[str, list] = {}
 _TOKENIZERS_LOCK = threading.Lock()
 
 
-def cached_tokenizer_and_hash(path: str, word_cache: int = 0):
+def cached_tokenizer_and_hash(path: str, word_cache: int = 0, sha256: str | None = None):
     """(tokenizer, sha256 of the file's text): a tokenizer.json is loaded once per process (keyed by
     its content, so a changed file reloads). `word_cache` > 0 sizes a BPE model's word cache (see
-    set_word_cache); the cache stays warm across the tasks this process runs."""
+    set_word_cache); the cache stays warm across the tasks this process runs. `sha256`: the content
+    expected at `path` (the driver's hash of what it wrote); a process that already holds that
+    tokenizer neither reads nor hashes the file again, and a file that no longer has that content is
+    an error (its tokens would not match the manifest's tokenizer_sha256)."""
+    with _TOKENIZERS_LOCK:
+        entry = _TOKENIZERS.get(sha256) if sha256 is not None else None
+        if entry is not None:
+            return _sized(entry, word_cache), sha256
     fs, p = storage.fs_and_path(path)
     with fs.open(p, "rb") as f:
         key = hashlib.sha256(f.read()).hexdigest()
+    if sha256 is not None and key != sha256:
+        raise ValueError(f"{path} changed while the stage ran (sha256 {key[:12]}, expected {sha256[:12]}); "
+                         f"rerun the step")
     with _TOKENIZERS_LOCK:  # tasks may share a process (threads)
         if key not in _TOKENIZERS:
             if len(_TOKENIZERS) >= 4:
                 _TOKENIZERS.clear()
             _TOKENIZERS[key] = [load_tokenizer(path), 0]
-        entry = _TOKENIZERS[key]
-        if word_cache and entry[1] != word_cache:  # resizing empties the cache: only when the size changes
-            entry[:] = [set_word_cache(entry[0], word_cache), word_cache]
-        return entry[0], key
+        return _sized(_TOKENIZERS[key], word_cache), key
 
 
-def cached_tokenizer(path: str, word_cache: int = 0):
-    return cached_tokenizer_and_hash(path, word_cache)[0]
+def _sized(entry: list, word_cache: int):
+    """The entry's tokenizer with a `word_cache`-word cache (resizing empties the cache: only when the
+    size changes). Called with _TOKENIZERS_LOCK held."""
+    if word_cache and entry[1] != word_cache:
+        entry[:] = [set_word_cache(entry[0], word_cache), word_cache]
+    return entry[0]
+
+
+def cached_tokenizer(path: str, word_cache: int = 0, sha256: str | None = None):
+    return cached_tokenizer_and_hash(path, word_cache, sha256)[0]
 
 
 def set_word_cache(tok, words: int):
@@ -158,32 +173,41 @@ def write_tokenizer(tok, path: str) -> str:
 
 def _batches(in_path: str, batch_docs: int, st: StageStats):
     """(ids, texts, UTF-8 bytes of each text) per `batch_docs` documents, straight from the Parquet
-    columns (no Doc objects: a third of the stage's Python time went into building them)."""
+    columns (no Doc objects: a third of the stage's Python time went into building them). Only
+    Arrow-to-Arrow calls and buffer views here: pyarrow imports pandas (0.3-0.7 s on this machine)
+    the first time it converts a Python value or hands an array to numpy, and a fresh worker would
+    pay that inside its first encode task."""
     fs, path = storage.fs_and_path(in_path)
     with fs.open(path, "rb") as f:
         for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_docs, columns=["id", "text"]):
-            text = batch.column("text")
-            ok = pc.fill_null(pc.greater(pc.binary_length(text), 0), False)
-            n_ok = pc.sum(ok).as_py() or 0
+            nbytes = pc.binary_length(batch.column("text"))
+            keep = nbytes.cast(pa.bool_())  # true: some text; false: ""; null: no text (filter drops nulls)
+            text = batch.column("text").filter(keep)
             st.docs_in += batch.num_rows
-            if n_ok < batch.num_rows:
-                st.drops["empty_text"] += batch.num_rows - n_ok  # nothing to encode; counted, not written
-            if n_ok:
-                text = text.filter(ok)
-                nbytes = pc.binary_length(text).to_numpy(zero_copy_only=False)
-                yield batch.column("id").filter(ok).to_pylist(), text.to_pylist(), nbytes
+            if len(text) < batch.num_rows:
+                st.drops["empty_text"] += batch.num_rows - len(text)  # nothing to encode; counted, not written
+            if len(text):
+                yield batch.column("id").filter(keep).to_pylist(), text.to_pylist(), _ints(nbytes.filter(keep))
+
+
+def _ints(arr: pa.Array) -> np.ndarray:
+    """A null-free int32/int64 Arrow array as numpy, viewed from its data buffer (see _batches)."""
+    dtype = {pa.int32(): np.int32, pa.int64(): np.int64}[arr.type]
+    return np.frombuffer(arr.buffers()[1], dtype, len(arr), arr.offset * np.dtype(dtype).itemsize)
 
 
 def encode_shard(in_path: str, tokenizer_path: str, bos_token: str, seed: int, batch_docs: int, word_cache: int,
-                 val_cut: int, keep_lowest: int, tokens_out: str, meta_out: str) -> TaskResult:
+                 val_cut: int, keep_lowest: int, tokens_out: str, meta_out: str,
+                 tokenizer_sha256: str | None = None) -> TaskResult:
     """Encode one input shard with the batch API. Writes raw tokens (BOS before each document) and
     one META_DTYPE record per document. Returns token histograms over the shuffle key per split
     (by `val_cut`), and the `keep_lowest` train documents with the smallest split hash (so the
     driver can grow a too-small val split). The next batch encodes (in the tokenizer's threads,
     without the GIL) while this one is converted and written: the stage keeps pace with raw
-    encode_batch (bench/tokenize_speed.py)."""
+    encode_batch (bench/tokenize_speed.py). `tokenizer_sha256`: the content of `tokenizer_path`
+    (see cached_tokenizer_and_hash)."""
     t0 = time.perf_counter()
-    tok = cached_tokenizer(tokenizer_path, word_cache)
+    tok = cached_tokenizer(tokenizer_path, word_cache, tokenizer_sha256)
     vocab = tok.get_vocab_size()
     dtype = dtype_for_vocab(vocab)
     bos = token_id(tok, bos_token)
