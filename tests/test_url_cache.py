@@ -64,6 +64,14 @@ def test_bulk_build_equals_line_by_line(archive):
     assert np.array_equal(got, reference(plain, b"")[0])
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 7, 16, 1 << 22])
+def test_chunked_hashing_equals_line_by_line(chunk_bytes):
+    """Lines cut across chunk boundaries (and a last line without a newline) hash as whole lines."""
+    for data in (DOMAINS, DOMAINS + b"no-newline.example", b"", b"\n\n"):
+        got = U._hash_lines(io.BytesIO(data), chunk_bytes=chunk_bytes)
+        assert np.array_equal(got, reference(data, b"")[0]), (data, chunk_bytes)
+
+
 def test_written_once_then_read_back(archive, tmp_path, monkeypatch):
     first = U.load_blocklist()
     assert np.array_equal(first[0], reference(DOMAINS, URLS)[0]) and first[1] == reference(DOMAINS, URLS)[1]
