@@ -448,26 +448,79 @@ def bench(args, scratch: Path) -> int:
     return 0 if ok else 1
 
 
+def setup_child() -> None:
+    """Runs in a fresh process: what one worker pays to set up the recipe's stages before its first
+    page (CPU seconds per piece, the extraction child's start-up included), as JSON."""
+    import resource
+
+    def child_cpu():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    cpu = time.process_time
+    t0 = cpu()
+    from tokenmill.pipeline.tasks import get_stage
+
+    took = {"import": cpu() - t0}
+    for name in ("url_filter", "extract", "language", "quality"):
+        c, cc = cpu(), child_cpu()
+        stage = get_stage(name, None)
+        if name == "extract" and stage.child is not None:
+            stage.child.start()  # trafilatura's import, in the child a worker keeps
+            stage.close()
+        took[name] = cpu() - c + child_cpu() - cc
+    heavy = sorted(m for m in ("torch", "transformers", "presidio_analyzer") if m in sys.modules)
+    print(json.dumps({"cpu": took, "total": sum(took.values()), "heavy": heavy}))
+
+
+def setup_cost() -> dict:
+    out = subprocess.run([PY, __file__, "_setup"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, **RAY_ENV})
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring the stage set-up failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def scaling(args, inputs: dict, scratch: Path) -> bool:
-    """tokenmill under Ray, 1 vs 2 workers: one WARC cut by byte range, and the many small WARCs."""
+    """tokenmill under Ray, 1 vs 2 workers: one WARC cut by byte range, and the many small WARCs.
+
+    The UT1 blocklist's on-disk cache (tokenmill/filters/url.py) is filled first, so no measured
+    run builds it; the per-worker set-up it leaves is measured in a fresh process and printed."""
+    from tokenmill.filters.url import cache_dir, load_blocklist
+
     pages = inputs["pages"]
+    c = time.process_time()
+    load_blocklist()
+    print(f"\nUT1 blocklist cache ({cache_dir() or 'off: TOKENMILL_CACHE_DIR is empty'}): "
+          f"{time.process_time() - c:.2f} CPU-s to read or build it before the scaling runs")
+    setups = [setup_cost() for _ in range(3)]
+    totals = [s["total"] for s in setups]
+    parts = ", ".join(f"{k} {statistics.median(s['cpu'][k] for s in setups):.2f}" for k in setups[0]["cpu"])
+    print(f"per-worker stage set-up, fresh process, 3 runs: {spread(totals).strip()} CPU-s ({parts}); "
+          f"heavy modules imported: {', '.join(setups[0]['heavy']) or 'none'}")
     layouts = {"one WARC, byte-range shards": ([inputs["one"]], args.split_bytes),
                f"{args.files} small WARCs": (sorted(str(p) for p in Path(inputs["many"]).glob("*.warc.gz")), None)}
     ok = True
     for label, (paths, split) in layouts.items():
-        walls = {1: [], 2: []}
+        walls, cpus, loads = {1: [], 2: []}, {1: [], 2: []}, []
         for r in range(args.repeats):
             for w in ((1, 2) if r % 2 == 0 else (2, 1)):
                 out = scratch / f"scale-{w}-{r}-{abs(hash(label))}"
                 cfg = tokenmill_config(scratch / f"scale-{w}-{r}.yaml", paths, out, split_bytes=split)
+                loads.append(os.getloadavg()[0])
                 m = measured([TOKENMILL, "run", str(cfg), "--executor", "ray", "--workers", str(w), "--no-progress"],
                              scratch / f"scale-{w}-{r}.log", env=RAY_ENV)
+                loads.append(os.getloadavg()[0])
                 walls[w].append(m["wall"])
+                cpus[w].append(m["cpu"])
+                print(f"  repeat {r + 1}: {label}, {w} worker(s): {m['wall']:7.1f} s wall, {m['cpu']:7.1f} CPU-s, "
+                      f"load average {loads[-1]:.1f}", flush=True)
                 shutil.rmtree(out, ignore_errors=True)
         ratios = [a / b for a, b in zip(walls[1], walls[2])]
         print(f"tokenmill (ray) on {label}: 1 worker {spread([pages / x for x in walls[1]])} docs/s, "
               f"2 workers {spread([pages / x for x in walls[2]])} docs/s: x{statistics.median(ratios):.2f} "
-              f"[{min(ratios):.2f}-{max(ratios):.2f}]")
+              f"[{min(ratios):.2f}-{max(ratios):.2f}] (ratios of runs in the same repeat); CPU-s of the process "
+              f"tree 1 worker {spread(cpus[1]).strip()}, 2 workers {spread(cpus[2]).strip()}; load average "
+              f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
         if label.startswith("one") and statistics.median(ratios) < args.scale_floor:
             ok = False
     return ok
@@ -480,5 +533,7 @@ if __name__ == "__main__":
         datatrove_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_bare":
         bare_child(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_setup":
+        setup_child()
     else:
         sys.exit(main())
