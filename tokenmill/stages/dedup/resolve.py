@@ -11,7 +11,7 @@ from tokenmill import storage
 from tokenmill.stages.base import TaskResult
 from tokenmill.stages.dedup.components import source_name
 from tokenmill.stages.dedup.files import U64, load_npz, peak_rss_mb
-from tokenmill.stages.dedup.lsh import MAX_ROW, NEW_BIT
+from tokenmill.stages.dedup.lsh import MAX_ROW, NEW_BIT, bands_url_of, persist_bands
 from tokenmill.stages.dedup.signatures import exact_matrix, read_signatures
 from tokenmill.stats import StageStats
 
@@ -60,9 +60,11 @@ def resolve_task(name: str, sig_url: str, labels_dir: str, drops_dir: str) -> Ta
 
 
 def finalize_task(shard: int, sig_url: str, drops_dir: str, drop_list_url: str, persist_url: str,
-                  name_exact: bool = True) -> TaskResult:
+                  name_exact: bool = True, point: dict | None = None, num_perm: int | None = None) -> TaskResult:
     """Shard of this run: write its drop list (row, id, rep_id, cluster_size, reason) and persist
-    the signatures of its kept documents for later runs (`against`). Reason "exact_duplicate"
+    the signatures of its kept documents for later runs (`against`), and with `point`
+    (lsh.band_point) their band entries beside them (lsh.persist_bands), so a later run at the
+    same operating point reads them instead of recomputing. Reason "exact_duplicate"
     when the exact key equals the representative's (only with `name_exact`), else "near_duplicate"."""
     stats = StageStats("dedup")
     files = storage.glob(storage.join(drops_dir, f"n{shard:05d}", "*.parquet"))
@@ -96,7 +98,12 @@ def finalize_task(shard: int, sig_url: str, drops_dir: str, drop_list_url: str, 
         pq.write_table(drops, f)
     kept = np.ones(table.num_rows, bool)
     kept[row] = False
+    kept_table = table.filter(pa.array(kept))
     with storage.atomic_write(persist_url) as f:
-        pq.write_table(table.filter(pa.array(kept)), f, compression="zstd")
+        pq.write_table(kept_table, f, compression="zstd")
+    outputs = [drop_list_url, persist_url]
+    if point is not None:
+        outputs.append(bands_url_of(persist_url))
+        stats.counters["band_entries_persisted"] = persist_bands(outputs[-1], kept_table, point, num_perm)
     stats.docs_in, stats.docs_out = table.num_rows, int(kept.sum())
-    return TaskResult(stats=[stats], outputs=[drop_list_url, persist_url], value={"peak_mb": peak_rss_mb()})
+    return TaskResult(stats=[stats], outputs=outputs, value={"peak_mb": peak_rss_mb()})

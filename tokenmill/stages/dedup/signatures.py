@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import xxhash
 
 from tokenmill import storage
 from tokenmill.stages.base import TaskResult
@@ -64,6 +65,16 @@ def exact_matrix(table: pa.Table) -> np.ndarray:
     col = table.column("exact").combine_chunks()
     raw = np.frombuffer(col.buffers()[1], U64)
     return raw[col.offset * 2 : (col.offset + len(col)) * 2].reshape(len(col), 2)
+
+
+def sig_digest(table: pa.Table) -> str:
+    """xxh3-64 of what a file's band entries are made from besides `sig`: the exact keys (which
+    fix the words, hence the signatures) and the warc_date of each row, in order. Ties a
+    persisted band file to the signature file it was made from."""
+    h = xxhash.xxh3_64()
+    h.update(exact_matrix(table).tobytes())
+    h.update("\x1f".join(d or "" for d in table.column("warc_date").to_pylist()).encode())
+    return h.hexdigest()
 
 
 def signatures_task(docs_url: str, out_url: str, hasher: MinHasher, batch: int = 512,

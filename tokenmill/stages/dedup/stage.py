@@ -6,15 +6,23 @@ representative) or "near_duplicate", writing `meta["dedup"] = {"rep_id", "cluste
 
 Steps, each a fan-out through `job.run_tasks` (the driver holds only counts):
   1. signatures   per shard: word n-gram MinHash (signatures.py), exact key → workdir/sig/
-  2. against      earlier runs: their RUN/dedup/signatures/ (or, absent, computed from RUN/docs)
-  3. bands        per source: band keys (+ the exact key) partitioned by hash → workdir/bands/ (lsh.py)
-  4. pairs        per partition: shared keys → candidate pairs, verified by sketch Jaccard (lsh.py)
+  2. against      earlier runs: their RUN/dedup/signatures/ (or, absent, computed from RUN/docs);
+                  against_bands checks each persisted band file (part-*.bands) and finds where
+                  this run's partitions start in it
+  3. bands        per source: band keys (+ the exact key) partitioned by hash → workdir/bands/ (lsh.py);
+                  earlier-run sources only when their band file cannot be read (missing, another
+                  operating point, corrupt or foreign: counted in the log, the last two in a note)
+  4. pairs        per partition: shared keys → candidate pairs, verified by sketch Jaccard (lsh.py);
+                  reads its key range of each earlier run's band file
   5. components   Large-Star/Small-Star rounds over node-partitioned edge files (components.py)
   6. resolve, finalize: cluster sizes, representatives → workdir/drop_lists/{shard:05d}.parquet (resolve.py)
 Survivor of a cluster: a document of an earlier run, else the earliest warc_date (by day;
 `keep="latest"`: the latest), then input order (shard, row). Same for any worker or partition
 count. Kept signatures persist in RUN/dedup/signatures/part-{shard:05d}.parquet (columns id,
-warc_date, exact, sig, word_count; parameters in the Parquet metadata) for later runs.
+warc_date, exact, sig, word_count; parameters in the Parquet metadata) for later runs, and
+their band entries beside them in part-{shard:05d}.bands (lsh.persist_bands: keys sorted, so a
+later run at the same bands, rows, seed, ngram, num_perm and signature version reads one range
+per partition instead of recomputing them; checksummed, and a task output like the others).
 Quality against brute-force ground truth: bench/dedup_quality.py; speed and per-task memory at
 1M documents: bench/dedup_scale.py (figures in the README's benchmark table).
 """
@@ -26,15 +34,28 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-
 from tokenmill import storage
 from tokenmill.doc import Doc
 from tokenmill.stages.base import GlobalJob, GlobalStage, StageContext
-from tokenmill.stages.dedup.components import labels_task, large_star_task, small_star_task
-from tokenmill.stages.dedup.lsh import bands_task, pairs_task
+from tokenmill.stages.dedup.components import (
+    labels_task,
+    large_star_task,
+    small_star_task,
+)
+from tokenmill.stages.dedup.lsh import (
+    against_bands_task,
+    band_point,
+    bands_task,
+    bands_url_of,
+    pairs_task,
+)
 from tokenmill.stages.dedup.minhash import MinHasher, lsh_params
 from tokenmill.stages.dedup.resolve import finalize_task, resolve_task
-from tokenmill.stages.dedup.signatures import read_signatures, sig_params, signatures_task
+from tokenmill.stages.dedup.signatures import (
+    read_signatures,
+    sig_params,
+    signatures_task,
+)
 
 log = logging.getLogger(__name__)
 MAX_ROUNDS = 64  # Large/Small-Star rounds are O(log² n); measured: 13 for a shuffled 30,000-node path
@@ -102,16 +123,20 @@ class DedupStage(GlobalStage):
         sig_urls = [storage.join(w, "sig", f"n{i:05d}.parquet") for i in range(len(job.inputs))]
         job.run_tasks("dedup.signatures", signatures_task,
                       [(src, out, hasher) for src, out in zip(job.inputs, sig_urls)])
-        against, against_runs = self._against_sources(job, hasher)
+        against, against_runs, persisted = self._against_sources(job, hasher)
         sources = [(u, i, True) for i, u in enumerate(sig_urls)] + [(u, i, False) for i, u in enumerate(against)]
         total = sum(storage.num_rows(u) for u, _, _ in sources)
         parts = cfg.partitions or max(1, math.ceil(total * (bands + cfg.exact) / 1_000_000))
+        point = band_point(sig_params(hasher), bands, rows, cfg.exact)
+        read = self._against_bands(job, against, persisted, point, num_perm, parts)
         job.run_tasks("dedup.bands", bands_task, [
             (u, i, new, storage.join(w, "bands"), parts, bands, rows, num_perm, cfg.exact, cfg.keep == "latest")
-            for u, i, new in sources])
+            for u, i, new in sources if new or i not in read])
         cc = storage.join(w, "cc")
         job.run_tasks("dedup.pairs", pairs_task, [
-            (storage.join(w, "bands", f"p{p:05d}"), storage.join(cc, "000"), p, parts, cfg.verify)
+            (storage.join(w, "bands", f"p{p:05d}"), storage.join(cc, "000"), p, parts, cfg.verify, 32,
+             tuple((bands_url_of(against[i]), i, b[p], b[p + 1]) for i, b in sorted(read.items()) if b[p + 1] > b[p]),
+             cfg.keep == "latest")
             for p in range(parts)])
         final = self._components(job, cc, parts)
         labels = storage.join(w, "labels")
@@ -129,7 +154,8 @@ class DedupStage(GlobalStage):
             job.record("dedup_against", removed)
         job.run_tasks("dedup.finalize", finalize_task, [
             (i, sig_urls[i], drops, drop_list_url(w, shard),
-             storage.join(job.run_dir, "dedup", "signatures", f"part-{shard:05d}.parquet"), cfg.exact)
+             storage.join(job.run_dir, "dedup", "signatures", f"part-{shard:05d}.parquet"), cfg.exact,
+             point, num_perm)
             for i, shard in enumerate(job.shards)])
 
     def _components(self, job: GlobalJob, cc: str, parts: int) -> str:
@@ -145,15 +171,51 @@ class DedupStage(GlobalStage):
             job.run_tasks("dedup.small_star", small_star_task, [(mid, p, nxt, parts) for p in range(parts)])
         raise RuntimeError(f"dedup: connected components did not converge in {MAX_ROUNDS} rounds")
 
-    def _against_sources(self, job: GlobalJob, hasher: MinHasher) -> tuple[list[str], list[str]]:
+    def _against_bands(self, job: GlobalJob, against: list[str], persisted: list[bool], point: dict,
+                       num_perm: int, parts: int) -> dict[int, list[int]]:
+        """Earlier-run sources whose persisted band entries (lsh.persist_bands) this run reads:
+        {source index: start of each partition in its band file}. The others (signatures computed
+        from RUN/docs, no band file, another operating point, a corrupt or foreign file) get their
+        band entries recomputed by bands_task; the log says how many and why, and corrupt or
+        foreign files are named in a note of the run."""
+        if not against:
+            return {}
+        idx = [i for i, p in enumerate(persisted) if p]
+        res = job.run_tasks("dedup.against_bands", against_bands_task,
+                            [(bands_url_of(against[i]), against[i], point, num_perm, parts) for i in idx])
+        read, why = {}, {}
+        for i, r in zip(idx, res):
+            if r.value["use"]:
+                read[i] = r.value["bounds"]
+            else:
+                why.setdefault(r.value["kind"], []).append(r.value["reason"])
+        if len(idx) < len(against):
+            why["no_persisted_signatures"] = [""] * (len(against) - len(idx))
+        counts = {k: len(v) for k, v in sorted(why.items())}
+        log.info("dedup: band entries of %d of %d earlier signature files read from their runs; %d recomputed %s",
+                 len(read), len(against), len(against) - len(read), counts or "")
+        for kind, reasons in why.items():
+            if kind in ("other_point", "missing"):
+                log.info("dedup: band entries recomputed (%s), e.g. %s", kind, reasons[0])
+            elif kind in ("corrupt", "foreign"):
+                msg = (f"dedup.against: {len(reasons)} persisted band file(s) {kind}, their band entries "
+                       f"recomputed from the signatures: {'; '.join(reasons[:3])}")
+                log.warning(msg)
+                job.note(msg)
+        job.record("dedup_against_bands", {"read": len(read), "recomputed": counts})
+        return read
+
+    def _against_sources(self, job: GlobalJob, hasher: MinHasher) -> tuple[list[str], list[str], list[bool]]:
         """Signature files of the earlier runs (persisted ones when their parameters match, else
-        computed from RUN/docs/part-*.parquet into the workdir), and the run each came from."""
-        urls, todo, runs = [], [], []
+        computed from RUN/docs/part-*.parquet into the workdir), the run each came from, and
+        whether it is the run's persisted file."""
+        urls, todo, runs, persisted_flags = [], [], [], []
         for run in self.config.against:
             persisted = storage.glob(storage.join(run, "dedup", "signatures", "part-*.parquet"))
             if persisted and read_signatures(persisted[0], ["id"])[1] == sig_params(hasher):
                 urls.extend(persisted)
                 runs.extend([run] * len(persisted))
+                persisted_flags.extend([True] * len(persisted))
                 continue
             docs = storage.glob(storage.join(run, "docs", "part-*.parquet"))
             if not (docs or persisted):
@@ -163,9 +225,12 @@ class DedupStage(GlobalStage):
                 todo.append((d, out, hasher))
                 urls.append(out)
                 runs.append(run)
+                persisted_flags.append(False)
         if todo:
+            log.info("dedup: %d earlier signature files computed from documents (none persisted with "
+                     "these parameters)", len(todo))
             job.run_tasks("dedup.against_signatures", signatures_task, todo)
-        return urls, runs
+        return urls, runs, persisted_flags
 
     # ---- per shard: apply ----
     def begin_shard(self, shard: int, workdir: str) -> None:
