@@ -5,7 +5,7 @@
    permutations, verify 0.7) with every step in one process, and datasketch at the same
    operating point in one process (MinHash.bulk with xxh32, MinHashLSH(num_perm=100,
    params=(20, 5)), a candidate counts if its estimated Jaccard >= 0.7, query then insert).
-   Each measurement in a fresh spawned process, order alternating over --rounds; docs/s per
+   Each measurement in a fresh spawned process, order alternating over --rounds; docs per CPU-s (and wall docs/s) per
    round, peak memory, planted duplicates found. Run on two corpora: `generated` (60 random
    words from a 5,000-word vocabulary) and `real` (the 1,986 real documents of shared/data,
    langid samples and news articles, repeated with every third word replaced, so copies of one
@@ -17,6 +17,7 @@
    per-task figure to set beside these.
 
 Run: .venv/bin/python bench/dedup_scale.py [--sizes 250000 1000000] [--peer-docs 20000] [--text generated|real]
+     [--compare-only] [--rounds 2]
 Checks: both sizes finish, planted duplicates found >= 0.97, nothing else dropped, max task
 peak at the large size <= 1.5x the small size's. (The comparison has no floor: it is reported.)
 """
@@ -27,6 +28,7 @@ import argparse
 import collections
 import json
 import multiprocessing as mp
+import resource
 import statistics
 import sys
 import tempfile
@@ -110,18 +112,27 @@ def make_corpus(root: str, n_docs: int, shard_docs: int, dup_rate: float, seed: 
 
 
 def step_summary(log: list) -> dict:
-    """Per dedup step of a SpawnRunner's log: tasks, seconds and the largest task's peak MB."""
+    """Per dedup step of a SpawnRunner's log: tasks, seconds, CPU seconds of its processes and
+    the largest task's peak MB."""
     steps = collections.OrderedDict()
-    for name, sec, out in log:
-        s = steps.setdefault(name, {"tasks": 0, "seconds": 0.0, "peak_mb": 0.0})
+    for name, sec, out, *cpu in log:
+        s = steps.setdefault(name, {"tasks": 0, "seconds": 0.0, "cpu_s": 0.0, "peak_mb": 0.0})
         s["tasks"] += len(out)
         s["seconds"] += sec
+        s["cpu_s"] += cpu[0] if cpu else 0.0
         s["peak_mb"] = max([s["peak_mb"]] + [r.value["peak_mb"] for r in out if isinstance(r.value, dict)])
     return steps
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished (waited-for) children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 class SpawnRunner:
-    """Each task in a fresh spawned process (maxtasksperchild=1), `procs` at a time."""
+    """Each task in a fresh spawned process (maxtasksperchild=1), `procs` at a time. Logs per
+    step: (name, wall seconds, results, CPU seconds of its processes, start-up included)."""
 
     def __init__(self, procs: int):
         self.ctx = mp.get_context("spawn")
@@ -129,10 +140,12 @@ class SpawnRunner:
         self.log: list[tuple[str, float, list]] = []
 
     def __call__(self, name, fn, args):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), children_cpu()
         with self.ctx.Pool(self.procs, maxtasksperchild=1) as pool:
             out = pool.starmap(fn, args, chunksize=1)
-        self.log.append((name, time.perf_counter() - t, out))
+            pool.close()
+            pool.join()
+        self.log.append((name, time.perf_counter() - t, out, children_cpu() - c))
         return out
 
 
@@ -153,27 +166,27 @@ def run(n_docs: int, shard_docs: int, dup_rate: float, procs: int, text: str = "
                 "dropped": len(dropped), "found": len(dropped & planted), "steps": step_summary(runner.log)}
 
 
-def tokenmill_task(urls: list[str]) -> tuple[float, float, set]:
+def tokenmill_task(urls: list[str]) -> tuple[float, float, float, set]:
     """DedupStage (defaults: 20 x 5 = 100 permutations, verify 0.7) on these files, every step in
-    this one process: (seconds, peak MB, dropped ids)."""
+    this one process: (seconds, CPU seconds, peak MB, dropped ids)."""
     from tokenmill.stages.dedup.files import peak_rss_mb
 
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         DedupStage(DedupConfig()).run_global(
             GlobalJob(urls, f"{tmp}/work", f"{tmp}/run", lambda n, fn, args: [fn(*a) for a in args]))
-        sec = time.perf_counter() - t
+        sec, cpu = time.perf_counter() - t, time.process_time() - c
         dropped = set()
         for i in range(len(urls)):
             dropped.update(pq.read_table(drop_list_url(f"{tmp}/work", i), columns=["id"]).column("id").to_pylist())
-    return sec, peak_rss_mb(), dropped
+    return sec, cpu, peak_rss_mb(), dropped
 
 
-def peer_task(urls: list[str]) -> tuple[float, float, set]:
+def peer_task(urls: list[str]) -> tuple[float, float, float, set]:
     """datasketch at tokenmill's operating point on the same files, in one process: MinHash.bulk
     (xxh32, its fastest documented hashing) over the same word 5-grams, MinHashLSH(num_perm=100,
     params=(20, 5)), query then insert; a document whose candidates include a kept one with
-    estimated Jaccard >= 0.7 is dropped. (seconds, peak MB, dropped ids)."""
+    estimated Jaccard >= 0.7 is dropped. (seconds, CPU seconds, peak MB, dropped ids)."""
     import re
 
     import xxhash
@@ -181,7 +194,7 @@ def peer_task(urls: list[str]) -> tuple[float, float, set]:
 
     from tokenmill.stages.dedup.files import peak_rss_mb
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     lsh, kept, dropped = MinHashLSH(num_perm=100, params=(20, 5)), {}, set()
     for url in urls:
         table = pq.read_table(url, columns=["id", "text"])
@@ -194,33 +207,38 @@ def peer_task(urls: list[str]) -> tuple[float, float, set]:
             else:
                 lsh.insert(i, m)
                 kept[i] = m
-    return time.perf_counter() - t, peak_rss_mb(), dropped
+    return time.perf_counter() - t, time.process_time() - c, peak_rss_mb(), dropped
 
 
 def compare(n_docs: int, shard_docs: int, dup_rate: float, text: str, rounds: int) -> None:
     """Both sides on the same files, one process each (a fresh spawned one per measurement),
-    order alternating; docs/s per round and the planted duplicates each found."""
+    order alternating; docs per CPU second (the process's user + system time, so other jobs on
+    the machine count less than in wall time) and docs/s of wall time per round, and the planted
+    duplicates each found."""
     with tempfile.TemporaryDirectory() as tmp:
         urls, planted = make_corpus(tmp, n_docs, shard_docs, dup_rate, text=text)
         sides = {"tokenmill DedupStage": tokenmill_task, "datasketch MinHashLSH": peer_task}
         rate = {k: [] for k in sides}
+        wall = {k: [] for k in sides}
         found = {}
         ctx = mp.get_context("spawn")
         for r in range(rounds):
             for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
                 with ctx.Pool(1, maxtasksperchild=1) as pool:
                     out = pool.apply(sides[name], (urls,))
-                rate[name].append(n_docs / out[0])
-                found[name] = (len(out[-1] & planted), len(out[-1] - planted), out[1])
+                wall[name].append(n_docs / out[0])
+                rate[name].append(n_docs / out[1])
+                found[name] = (len(out[-1] & planted), len(out[-1] - planted), out[2])
         words = sum(len(x.split()) for x in pq.read_table(urls[0], columns=["text"]).column("text").to_pylist())
         print(f"\n== same documents, one process each: {n_docs:,} {text} docs (~{words / min(n_docs, shard_docs):.0f} "
               f"words), 100 permutations (20 x 5), verify 0.7, {rounds} rounds alternating ==")
         ratios = [a / b for a, b in zip(rate["tokenmill DedupStage"], rate["datasketch MinHashLSH"])]
         for name in sides:
-            print(f"{name:24s} {statistics.median(rate[name]):8,.0f} docs/s (rounds "
-                  f"{', '.join(f'{x:,.0f}' for x in rate[name])}); planted found {found[name][0]:,}/{len(planted):,}, "
+            print(f"{name:24s} {statistics.median(rate[name]):8,.0f} docs/CPU-s (rounds "
+                  f"{', '.join(f'{x:,.0f}' for x in rate[name])}; wall docs/s median "
+                  f"{statistics.median(wall[name]):,.0f}); planted found {found[name][0]:,}/{len(planted):,}, "
                   f"others dropped {found[name][1]:,}, peak {found[name][2]:.0f} MB")
-        print(f"ratio tokenmill / datasketch, per core: {statistics.median(ratios):.1f}x "
+        print(f"ratio tokenmill / datasketch, per CPU second: {statistics.median(ratios):.1f}x "
               f"(rounds {min(ratios):.1f}-{max(ratios):.1f})")
 
 
@@ -233,10 +251,13 @@ def main() -> int:
     ap.add_argument("--peer-docs", type=int, default=20_000, help="documents of the same-work comparison (0: skip)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--text", choices=("generated", "real"), default="generated", help="corpus of the scale runs")
+    ap.add_argument("--compare-only", action="store_true", help="only the same-work comparison (no scale runs, no checks)")
     args = ap.parse_args()
     if args.peer_docs:
         for text in ("generated", "real"):
             compare(args.peer_docs, min(args.shard_docs, args.peer_docs // 2), args.dup_rate, text, args.rounds)
+    if args.compare_only:
+        return 0
     results = []
     for n in args.sizes:
         r = run(n, args.shard_docs, args.dup_rate, args.procs, args.text)
