@@ -334,3 +334,10 @@ def test_encoding_a_shard_does_not_import_pandas(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["30", "28", "2", "False"]
+
+
+def test_batch_size_does_not_change_the_tokens(tmp_path, built):
+    docs, tokens, _ = built
+    other, _ = run_stage(tmp_path, docs, batch_docs=7)
+    a = pq.read_table(f"{tokens}/manifest.parquet").to_pylist()
+    assert a == pq.read_table(f"{other}/manifest.parquet").to_pylist()

@@ -50,7 +50,7 @@ class TokenizeConfig:
     val_min_documents: int = 1  # grow val to at least this many documents (smallest id hashes)
     seed: int = 1234  # shuffles documents across shards; does not change the split
     name: str = "tokenmill"  # shard file prefix: NAME_train_000000.bin
-    batch_docs: int = 1024  # documents per encode_batch call
+    batch_docs: int = 256  # documents per encode_batch call (small: see encode_shard; output does not depend on it)
     word_cache: int = 200_000  # BPE words cached per worker (~0.5 KB each; tokenizers' default 10,000); 0: default
 
     def __post_init__(self):

@@ -203,9 +203,10 @@ def encode_shard(in_path: str, tokenizer_path: str, bos_token: str, seed: int, b
     one META_DTYPE record per document. Returns token histograms over the shuffle key per split
     (by `val_cut`), and the `keep_lowest` train documents with the smallest split hash (so the
     driver can grow a too-small val split). The next batch encodes (in the tokenizer's threads,
-    without the GIL) while this one is converted and written: the stage keeps pace with raw
-    encode_batch (bench/tokenize_speed.py). `tokenizer_sha256`: the content of `tokenizer_path`
-    (see cached_tokenizer_and_hash)."""
+    without the GIL) while this one is converted and written; the last batch's conversion is the
+    only part with nothing to encode beside it, so batches are small (TokenizeConfig.batch_docs).
+    bench/tokenize_speed.py compares the stage with raw encode_batch. `tokenizer_sha256`: the
+    content of `tokenizer_path` (see cached_tokenizer_and_hash)."""
     t0 = time.perf_counter()
     tok = cached_tokenizer(tokenizer_path, word_cache, tokenizer_sha256)
     vocab = tok.get_vocab_size()
@@ -226,20 +227,25 @@ def encode_shard(in_path: str, tokenizer_path: str, bos_token: str, seed: int, b
         meta["text_bytes"] = nbytes
         metas.append(meta)
 
-    with storage.atomic_write(tokens_out) as f, ThreadPoolExecutor(1) as pool:
-        pending = None  # (ids, text bytes, future encodings) of the batch being encoded
-        for ids, texts, nbytes in _batches(in_path, batch_docs, st):
-            job = (ids, nbytes, pool.submit(tok.encode_batch_fast, texts, add_special_tokens=False))
+    def write_meta(meta: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, meta)
+        with storage.atomic_write(meta_out) as f:
+            f.write(buf.getvalue())
+
+    with ThreadPoolExecutor(1) as pool:
+        with storage.atomic_write(tokens_out) as f:
+            pending = None  # (ids, text bytes, future encodings) of the batch being encoded
+            for ids, texts, nbytes in _batches(in_path, batch_docs, st):
+                job = (ids, nbytes, pool.submit(tok.encode_batch_fast, texts, add_special_tokens=False))
+                if pending is not None:
+                    write(f, pending[0], pending[1], pending[2].result())
+                pending = job
             if pending is not None:
                 write(f, pending[0], pending[1], pending[2].result())
-            pending = job
-        if pending is not None:
-            write(f, pending[0], pending[1], pending[2].result())
-    meta = np.concatenate(metas) if metas else np.empty(0, META_DTYPE)
-    buf = io.BytesIO()
-    np.save(buf, meta)
-    with storage.atomic_write(meta_out) as f:
-        f.write(buf.getvalue())
+            meta = np.concatenate(metas) if metas else np.empty(0, META_DTYPE)
+            meta_written = pool.submit(write_meta, meta)  # its fsync runs beside the tokens file's
+        meta_written.result()
 
     is_val = meta["u"] < np.uint64(val_cut)
     bins = (meta["key"] >> np.uint64(48)).astype(np.int64)
