@@ -70,7 +70,7 @@ class Spy:
         if name == "dedup.bands":
             self.recomputed += [a[1] for a in args if not a[2]]
         if name == "dedup.against_bands":
-            self.checks += [r.value for r in out]
+            self.checks += [v for r in out for v in r.value["files"]]
         return out
 
 
@@ -208,3 +208,50 @@ def test_keep_rule_among_earlier_runs_with_persisted_entries(tmp_path, keep, rep
     cfg = DedupConfig(against=(str(tmp_path / "e1"), str(tmp_path / "e2")), keep=keep)
     removed, _ = run_dedup(tmp_path, new, cfg, run="n", runner=spy)
     assert spy.recomputed == [] and removed["copy"][1] == {"rep_id": rep, "cluster_size": 2}
+
+
+def test_recomputed_sources_count_towards_partitions(tmp_path, monkeypatch, caplog):
+    """Persisted entries do not count towards the partitions (they are read in chunks); when a
+    band file falls back to recomputation, its entries do, and the other files are checked again
+    for the larger partition count. Same drops either way."""
+    from tokenmill.stages.dedup import stage as stage_mod
+
+    monkeypatch.setattr(stage_mod, "ENTRIES_PER_PARTITION", 200)
+    old, new = _history_and_new(seed=12)
+    earlier = _earlier(tmp_path, old)
+    parts_seen = {}
+
+    class PartsSpy(Spy):
+        def __call__(self, name, fn, args):
+            if name == "dedup.pairs":
+                parts_seen.setdefault(self.tag, []).append(len(args))
+            return super().__call__(name, fn, args)
+
+    def go(tag):
+        spy = PartsSpy()
+        spy.tag = tag
+        removed, _ = run_dedup(tmp_path, new, DedupConfig(against=(earlier,)), run=tag, runner=spy)
+        return removed, spy
+
+    reference, spy = go("ok")
+    assert len(spy.checks) == 3 and spy.recomputed == []
+    _flip_byte(min(_bands_files(earlier)))
+    with caplog.at_level(logging.INFO, logger="tokenmill.stages.dedup.stage"):
+        damaged, spy = go("damaged")
+    assert spy.recomputed == [0] and len(spy.checks) == 3 + 2  # checked again for more partitions
+    assert parts_seen["damaged"][0] > parts_seen["ok"][0] >= 2
+    assert damaged == reference
+
+
+def test_persisted_ranges_read_in_small_chunks_give_the_same_drops(tmp_path):
+    old, new = _history_and_new(seed=6)
+    earlier = _earlier(tmp_path, old)
+    reference, _, _ = _against(tmp_path, new, "whole", earlier, partitions=2)
+
+    def chunked(name, fn, args):
+        if name == "dedup.pairs":
+            args = [(*a, 5) for a in args]  # chunk: 5 entries
+        return local_runner(name, fn, args)
+
+    removed, _ = run_dedup(tmp_path, new, DedupConfig(against=(earlier,), partitions=2), run="chunked", runner=chunked)
+    assert removed == reference

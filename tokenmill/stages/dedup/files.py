@@ -134,7 +134,7 @@ def read_block_file(url: str, verify: bool = True) -> tuple[dict, dict[str, np.n
     fs, path = storage.fs_and_path(url)
     with fs.open(path, "rb") as f:
         f.seek(head["start"])
-        blob = f.read()
+        blob = memoryview(f.read())
     out = {}
     for name in head["arrays"]:
         dt, shape, off = _spec(head, name)

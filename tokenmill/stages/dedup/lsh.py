@@ -173,12 +173,12 @@ def against_gids(base: np.ndarray, src: int, latest: bool) -> np.ndarray:
     return (day << U64(DAY_SHIFT)) | (U64(src) << U64(SRC_SHIFT)) | (base & U64(MAX_ROW))
 
 
-def against_bands_task(bands_url: str, sig_url: str, point: dict, num_perm: int, parts: int) -> TaskResult:
+def check_band_file(bands_url: str, sig_url: str, point: dict, num_perm: int, parts: int) -> dict:
     """Check an earlier run's persisted band file (checksums, operating point, made from
     `sig_url`) and return where each of this run's `parts` partitions starts in it:
     value {"use": True, "bounds": [parts + 1 ints], "entries"}; or {"use": False, "kind":
     "missing" | "other_point" | "corrupt" | "foreign", "reason"} to have it recomputed."""
-    value = {"use": False, "peak_mb": 0.0}
+    value = {"use": False}
     try:
         head, arr = read_block_file(bands_url, verify=True)
     except FileNotFoundError:
@@ -204,8 +204,14 @@ def against_bands_task(bands_url: str, sig_url: str, point: dict, num_perm: int,
             else:
                 bounds = np.searchsorted(band_part(key, parts), np.arange(parts + 1, dtype=U64))
                 value.update(use=True, bounds=[int(b) for b in bounds], entries=int(key.size))
-    value["peak_mb"] = peak_rss_mb()
-    return TaskResult(stats=[StageStats("dedup")], value=value)
+    return value
+
+
+def against_bands_task(files: list[tuple[str, str]], point: dict, num_perm: int, parts: int) -> TaskResult:
+    """`check_band_file` for each (band file, signature file), one file in memory at a time;
+    value {"files": [each file's verdict], "peak_mb"}."""
+    out = [check_band_file(b, s, point, num_perm, parts) for b, s in files]
+    return TaskResult(stats=[StageStats("dedup")], value={"files": out, "peak_mb": peak_rss_mb()})
 
 
 def _in_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
@@ -222,15 +228,16 @@ def sketch_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pairs_task(part_dir: str, edges_dir: str, part: int, parts: int, verify: float | None,
-               fallback: int = 32, persisted: tuple = (), latest: bool = False) -> TaskResult:
+               fallback: int = 32, persisted: tuple = (), latest: bool = False, chunk: int = 1 << 20) -> TaskResult:
     """One band partition: documents sharing a band key are candidates; each is linked to the
     smallest member of its bucket whose sketch-estimated Jaccard >= verify (tried in id order,
     up to `fallback` members). Writes the edges both ways, keyed by node partition.
     Entries: the partition's files in `part_dir`, and `persisted` (url, src, lo, hi): entries
     [lo, hi) of earlier runs' band files. Entries of earlier runs are kept only when their key
     is also a key of this run (a bucket without a document of this run gives no edge).
-    Memory: 16 B per entry for keys and ids; a persisted range is read one file at a time and
-    only its matches kept; sketches are loaded only for entries in a bucket of two or more
+    Memory: 16 B per entry for keys and ids; a persisted range is read in chunks of `chunk`
+    entries, of which only the matches are kept (so persisted entries do not count towards the
+    partitions: stage.py); sketches are loaded only for entries in a bucket of two or more
     (measured ~300 MB peak at ~1M entries)."""
     stats = StageStats("dedup")
     files = storage.glob(storage.join(part_dir, "*.npz"))
@@ -246,14 +253,15 @@ def pairs_task(part_dir: str, edges_dir: str, part: int, parts: int, verify: flo
     del cols, is_new
     for url, src, lo, hi in persisted:
         head = read_block_header(url)
-        k = read_block_rows(url, head, "key", lo, hi)
-        n_entries += int(k.size)
-        stats.counters["earlier_entries_read"] += int(k.size)
-        idx = np.flatnonzero(_in_sorted(k, new_keys))
-        if idx.size:
-            base = read_block_take(url, head, "base", lo + idx)
-            blocks.append((k[idx], against_gids(base, src, latest), ("block", url, head),
-                           (base & U64(MAX_ROW)).astype(np.int64)))
+        for c in range(lo, hi, chunk):
+            k = read_block_rows(url, head, "key", c, min(hi, c + chunk))
+            n_entries += int(k.size)
+            stats.counters["earlier_entries_read"] += int(k.size)
+            idx = np.flatnonzero(_in_sorted(k, new_keys))
+            if idx.size:
+                base = read_block_take(url, head, "base", c + idx)
+                blocks.append((k[idx], against_gids(base, src, latest), ("block", url, head),
+                               (base & U64(MAX_ROW)).astype(np.int64)))
     sizes = [int(b[0].size) for b in blocks]
     key = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros(0, U64)
     gid = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros(0, U64)

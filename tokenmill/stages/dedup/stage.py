@@ -58,6 +58,7 @@ from tokenmill.stages.dedup.signatures import (
 )
 
 log = logging.getLogger(__name__)
+ENTRIES_PER_PARTITION = 1_000_000  # band entries per pairs task (auto partitions)
 MAX_ROUNDS = 64  # Large/Small-Star rounds are O(log² n); measured: 13 for a shuffled 30,000-node path
 
 
@@ -125,10 +126,22 @@ class DedupStage(GlobalStage):
                       [(src, out, hasher) for src, out in zip(job.inputs, sig_urls)])
         against, against_runs, persisted = self._against_sources(job, hasher)
         sources = [(u, i, True) for i, u in enumerate(sig_urls)] + [(u, i, False) for i, u in enumerate(against)]
-        total = sum(storage.num_rows(u) for u, _, _ in sources)
-        parts = cfg.partitions or max(1, math.ceil(total * (bands + cfg.exact) / 1_000_000))
+        n_rows = [storage.num_rows(u) for u, _, _ in sources]
         point = band_point(sig_params(hasher), bands, rows, cfg.exact)
-        read = self._against_bands(job, against, persisted, point, num_perm, parts)
+
+        def partitions(read: set) -> int:
+            """~1M band entries of this run and of recomputed earlier sources per partition; a
+            persisted band file is read in bounded chunks, so it does not count."""
+            total = sum(n for n, (_, i, new) in zip(n_rows, sources) if new or i not in read)
+            return cfg.partitions or max(1, math.ceil(total * (bands + cfg.exact) / ENTRIES_PER_PARTITION))
+
+        maybe = {i for i, p in enumerate(persisted) if p}
+        parts = partitions(maybe)
+        read, why = self._against_bands(job, against, maybe, point, num_perm, parts)
+        if set(read) != maybe and partitions(set(read)) != parts:  # recomputed ones count: again
+            parts = partitions(set(read))
+            read, _ = self._against_bands(job, against, set(read), point, num_perm, parts)
+        self._say_against_bands(job, len(against), read, why)
         job.run_tasks("dedup.bands", bands_task, [
             (u, i, new, storage.join(w, "bands"), parts, bands, rows, num_perm, cfg.exact, cfg.keep == "latest")
             for u, i, new in sources if new or i not in read])
@@ -171,29 +184,40 @@ class DedupStage(GlobalStage):
             job.run_tasks("dedup.small_star", small_star_task, [(mid, p, nxt, parts) for p in range(parts)])
         raise RuntimeError(f"dedup: connected components did not converge in {MAX_ROUNDS} rounds")
 
-    def _against_bands(self, job: GlobalJob, against: list[str], persisted: list[bool], point: dict,
-                       num_perm: int, parts: int) -> dict[int, list[int]]:
-        """Earlier-run sources whose persisted band entries (lsh.persist_bands) this run reads:
-        {source index: start of each partition in its band file}. The others (signatures computed
-        from RUN/docs, no band file, another operating point, a corrupt or foreign file) get their
-        band entries recomputed by bands_task; the log says how many and why, and corrupt or
-        foreign files are named in a note of the run."""
-        if not against:
-            return {}
-        idx = [i for i, p in enumerate(persisted) if p]
-        res = job.run_tasks("dedup.against_bands", against_bands_task,
-                            [(bands_url_of(against[i]), against[i], point, num_perm, parts) for i in idx])
+    def _against_bands(self, job: GlobalJob, against: list[str], idx: set[int], point: dict,
+                       num_perm: int, parts: int) -> tuple[dict[int, list[int]], dict[str, list[str]]]:
+        """Earlier-run sources (of `idx`: persisted signature files) whose persisted band entries
+        (lsh.persist_bands) this run reads: {source index: start of each partition in its band
+        file}, and why the others are not read ({kind: [reason]}). Those (and sources whose
+        signatures were computed from RUN/docs) get their band entries recomputed by bands_task."""
+        if not idx:
+            return {}, {}
+        idx = sorted(idx)
+        n = max(1, min(len(idx), job.total_cpus))  # few tasks: a check is one read and a checksum per file
+        groups = [idx[g::n] for g in range(n)]
+        res = job.run_tasks("dedup.against_bands", against_bands_task, [
+            ([(bands_url_of(against[i]), against[i]) for i in group], point, num_perm, parts) for group in groups])
         read, why = {}, {}
-        for i, r in zip(idx, res):
-            if r.value["use"]:
-                read[i] = r.value["bounds"]
-            else:
-                why.setdefault(r.value["kind"], []).append(r.value["reason"])
-        if len(idx) < len(against):
-            why["no_persisted_signatures"] = [""] * (len(against) - len(idx))
+        for group, r in zip(groups, res):
+            for i, v in zip(group, r.value["files"]):
+                if v["use"]:
+                    read[i] = v["bounds"]
+                else:
+                    why.setdefault(v["kind"], []).append(v["reason"])
+        return read, why
+
+    def _say_against_bands(self, job: GlobalJob, n_against: int, read: dict, why: dict) -> None:
+        """Log how many earlier sources' band entries are read and why the others are recomputed;
+        corrupt or foreign band files are named in a note of the run."""
+        if not n_against:
+            return
+        why = dict(why)
+        no_sig = n_against - len(read) - sum(len(v) for v in why.values())
+        if no_sig:
+            why["no_persisted_signatures"] = [""] * no_sig
         counts = {k: len(v) for k, v in sorted(why.items())}
         log.info("dedup: band entries of %d of %d earlier signature files read from their runs; %d recomputed %s",
-                 len(read), len(against), len(against) - len(read), counts or "")
+                 len(read), n_against, n_against - len(read), counts or "")
         for kind, reasons in why.items():
             if kind in ("other_point", "missing"):
                 log.info("dedup: band entries recomputed (%s), e.g. %s", kind, reasons[0])
@@ -203,7 +227,6 @@ class DedupStage(GlobalStage):
                 log.warning(msg)
                 job.note(msg)
         job.record("dedup_against_bands", {"read": len(read), "recomputed": counts})
-        return read
 
     def _against_sources(self, job: GlobalJob, hasher: MinHasher) -> tuple[list[str], list[str], list[bool]]:
         """Signature files of the earlier runs (persisted ones when their parameters match, else
