@@ -22,12 +22,13 @@ so it decides how well a run scales with workers; measured on this machine, CPU 
   - `import spacy` imports thinc, which imports torch when it is installed (1.5 of 2.4 s) for
     its torch-backed layers; a blank pipeline never uses them, so while spaCy is imported here
     `torch` is hidden (thinc then says has_torch=False). Nothing is hidden when torch or spaCy is
-    already imported, so a process that needs thinc's torch layers imports spaCy first;
+    already imported, so a process that needs thinc's torch layers imports torch or spaCy first;
   - `Language()` imports every package that registers a `spacy_factories` entry point (e.g.
     presidio-analyzer's, which imports transformers and torch: 3.2 s); the blank pipelines here
     need only spaCy's built-in tokenizer and sentencizer, so they are built with that registry's
     entry points switched off (for the duration of the build, in this process).
-Together 0.9 s instead of 6.0 s per process, with the same tokens (tests/test_words_setup.py).
+Together ~1 CPU-s instead of 6-7 per process (spaCy and the English pipeline), with the same
+tokens (tests/test_words_setup.py).
 """
 
 from __future__ import annotations
