@@ -51,3 +51,41 @@ def test_started_ray_runs_tasks_at_the_drivers_niceness():
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["worker"] == got["driver"]
+
+
+class FakeRay:
+    """ray.init as it behaves when no address is given and `ray start` left a cluster running here:
+    it attaches to that cluster, and refuses `_system_config`."""
+
+    def __init__(self):
+        self.calls = []
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.calls.append(kwargs)
+        if kwargs.get("_system_config"):
+            raise ValueError("When connecting to an existing cluster, _system_config must not be provided.")
+
+    def cluster_resources(self):
+        return {"CPU": 2}
+
+    def nodes(self):
+        return [{"Alive": True, "Resources": {"CPU": 2}}]
+
+    def remote(self, **options):
+        return lambda fn: fn
+
+
+def test_a_running_ray_start_cluster_is_attached_to_without_our_settings(monkeypatch):
+    from tokenmill.pipeline.executors import RayExecutor
+
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    ex = RayExecutor()
+    assert [("_system_config" in c) for c in fake.calls] == [True, False]
+    assert ex.attached  # not ours: never restarted by this executor
+    assert ex.workers == 2

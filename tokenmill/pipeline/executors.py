@@ -148,9 +148,18 @@ class RayExecutor:
             address = address or os.environ.get("RAY_ADDRESS") or None
             kwargs = ray_init_kwargs(address)
             log.info("starting Ray (%s)", address or "local")
-            ray.init(**kwargs)
-            self.started_ray = True
             self.attached = bool(address)
+            try:
+                ray.init(**kwargs)
+            except ValueError as e:
+                # No address, but a cluster that `ray start` left on this machine: ray.init attaches to
+                # it, and settings such as worker_niceness are that cluster's, not ours to pass.
+                if "_system_config" not in kwargs or "_system_config" not in str(e):
+                    raise
+                kwargs = {k: v for k, v in kwargs.items() if k != "_system_config"}
+                ray.init(**kwargs)
+                self.attached = True
+            self.started_ray = True
             self._init_kwargs = kwargs
         else:
             self.attached = True  # someone else's Ray (a test session, `ray job submit`): never restarted here
