@@ -4,18 +4,20 @@ rewarded by an exact-answer check (a verifiable task) or by a reward model (RLHF
     reinforce("runs/demo/sft", "runs/demo/rl", task="arithmetic")                       # verifiable reward
     reinforce("runs/demo/sft", "runs/demo/rl", task="arithmetic", reward_model="runs/demo/rm")
 
-Each step: P training prompts, G answers each sampled with the KV cache (sample.generate_batch);
-reward r per answer; advantage A = r - mean(r of its group) (no critic: the group is the
-baseline, as in GRPO); loss on the sampled assistant tokens only:
+Each step: P training prompts, G answers each sampled at `temperature` with the KV cache
+(sample.generate_batch; the groups of all prompts of one token length in one batch); reward r per
+answer; advantage A = r - mean(r of its group) (no critic: the group is the baseline, as in GRPO);
+loss on the sampled assistant tokens only:
     -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) + kl_coef * KL(policy || starting policy)
-averaged over tokens, ratio = p_new / p_sampling (1 on the first pass over a batch; clipping
+averaged over tokens; the policy p is softmax(logits / temperature), the distribution the answers
+were drawn from, and ratio = p_new / p_sampling (1 on the first pass over a batch; clipping
 bites from `ppo_epochs` 2 on). Training prompts are the task's "rl" split; evaluation uses its
 "heldout" split, which no stage trains on: `val_accuracy` is greedy exact-answer accuracy there,
 `val_mean_reward` the mean reward of group_size sampled answers per held-out prompt (what RL
 maximises, on prompts it never saw). Out: ckpt.pt (`parent`: the SFT checkpoint) and
 metrics.jsonl (`step`, `mean_reward` of the step's samples, and the two held-out figures at the
-first step, every eval and the last). Measured: the demo's 100 steps of 16 prompts x 8 answers
-took 115 s of wall time on this (heavily shared) machine.
+first step, every eval and the last). Measured: 100 steps of 16 prompts x 8 answers took 115 s of
+wall time on this (heavily shared) machine when each prompt's group was sampled alone.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class RLConfig:
     max_new_tokens: int = 16
     temperature: float = 1.0
     lr: float = 2e-5  # small: after SFT the loss is sharp (an SGD step of 3e-3 x the gradient already lowers
-    #                   the log-prob of the answers it should raise); Adam at 1e-4 lost half the held-out accuracy
+    #                   the log-prob of the answers it should raise); Adam at 1e-4, temperature 1, lost half the
+    #                   held-out accuracy of an SFT model on a base that had memorised its text (the demo's
+    #                   settings, 1e-4 at temperature 0.5 on a 100-step base, are in demo.py)
     warmup_steps: int = 10
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -71,9 +75,10 @@ def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return rewards - rewards.mean(dim=1, keepdim=True)
 
 
-def token_logprobs(model: GPT, ids: torch.Tensor) -> torch.Tensor:
-    """ids (N, L) → log p(ids[:, t+1] | ids[:, :t+1]) (N, L-1)."""
-    logits = model.lm_head(model.features(ids[:, :-1])).float()  # (N, L-1, vocab)
+def token_logprobs(model: GPT, ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """ids (N, L) → log p(ids[:, t+1] | ids[:, :t+1]) (N, L-1), p = softmax(logits / temperature): the
+    distribution the answers were sampled from, so the policy gradient is that of the sampling policy."""
+    logits = model.lm_head(model.features(ids[:, :-1])).float() / temperature  # (N, L-1, vocab)
     return torch.gather(F.log_softmax(logits, dim=-1), 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
 
 
@@ -105,54 +110,70 @@ def pad_batch(seqs: list[list[int]], starts: list[int], pad_id: int, device: str
 
 
 @torch.no_grad()
-def heldout_accuracy(model: GPT, chat: ChatFormat, task: Task, problems: list[tuple[str, str]],
-                     max_new_tokens: int, autocast) -> float:
-    """Greedy exact-answer accuracy; prompts of one token length are answered in one batch."""
+def heldout_correct(model: GPT, chat: ChatFormat, task: Task, problems: list[tuple[str, str]],
+                    max_new_tokens: int, autocast) -> list[bool]:
+    """Whether each problem's greedy answer is exact, in the problems' order; prompts of one token
+    length are answered in one batch."""
     model.eval()
     by_len = defaultdict(list)
-    for p, a in problems:
+    for i, (p, _) in enumerate(problems):
         ids = chat.prompt(p)
-        by_len[len(ids)].append((ids, a))
-    correct = 0
+        by_len[len(ids)].append((i, ids))
+    correct = [False] * len(problems)
     for items in by_len.values():
         with autocast:
-            outs = generate_batch(model, [ids for ids, _ in items], max_new_tokens, temperature=0, stop_id=chat.end)
-        correct += sum(task.check(chat.reply(o), a) for o, (_, a) in zip(outs, items))
-    return correct / len(problems)
+            outs = generate_batch(model, [ids for _, ids in items], max_new_tokens, temperature=0, stop_id=chat.end)
+        for o, (i, _) in zip(outs, items):
+            correct[i] = task.check(chat.reply(o), problems[i][1])
+    return correct
+
+
+def heldout_accuracy(model: GPT, chat: ChatFormat, task: Task, problems: list[tuple[str, str]],
+                     max_new_tokens: int, autocast) -> float:
+    """Greedy exact-answer accuracy."""
+    return sum(heldout_correct(model, chat, task, problems, max_new_tokens, autocast)) / len(problems)
 
 
 def sample_and_reward(model: GPT, chat: ChatFormat, task: Task, problems: list[tuple[str, str]], cfg: RLConfig,
                       gen: torch.Generator, autocast, scorer=None) -> tuple[list[list[int]], list[int], torch.Tensor]:
     """A group of cfg.group_size answers per problem, sampled with the KV cache at cfg.temperature,
-    and their rewards: (prompt+answer id lists, answer starts, rewards (P, G))."""
+    and their rewards: (prompt+answer id lists, answer starts, rewards (P, G)), in the problems' order.
+    The groups of all prompts of one token length are sampled in one batch."""
     model.eval()
-    seqs, starts, rewards = [], [], []
-    for prompt, answer in problems:
-        p_ids = chat.prompt(prompt)
+    G = cfg.group_size
+    prompt_ids = [chat.prompt(p) for p, _ in problems]
+    by_len = defaultdict(list)
+    for i, ids in enumerate(prompt_ids):
+        by_len[len(ids)].append(i)
+    outs: list[list[int]] = [[] for _ in range(len(problems) * G)]
+    for idx in by_len.values():
         with autocast:
-            outs = generate_batch(model, [p_ids] * cfg.group_size, cfg.max_new_tokens, cfg.temperature,
-                                  gen=gen, stop_id=chat.end)
-        replies = [chat.reply(o) for o in outs]
-        if scorer is not None:
-            with autocast:
-                r = scorer.score_texts(chat, [prompt] * len(replies), replies)
-        else:
-            r = torch.tensor([float(task.check(x, answer)) for x in replies])
-        rewards.append(r.float().cpu())
-        seqs += [p_ids + o for o in outs]
-        starts += [len(p_ids)] * len(outs)
-    return seqs, starts, torch.stack(rewards)
+            sampled = generate_batch(model, [prompt_ids[i] for i in idx for _ in range(G)], cfg.max_new_tokens,
+                                     cfg.temperature, gen=gen, stop_id=chat.end)
+        for k, i in enumerate(idx):
+            outs[i * G : (i + 1) * G] = sampled[k * G : (k + 1) * G]
+    replies = [chat.reply(o) for o in outs]
+    if scorer is not None:
+        with autocast:
+            r = scorer.score_texts(chat, [p for p, _ in problems for _ in range(G)], replies)
+    else:
+        r = torch.tensor([float(task.check(replies[i * G + j], a)) for i, (_, a) in enumerate(problems) for j in range(G)])
+    seqs = [prompt_ids[i // G] + o for i, o in enumerate(outs)]
+    starts = [len(prompt_ids[i // G]) for i in range(len(outs))]
+    return seqs, starts, r.float().cpu().view(len(problems), G)
 
 
-def reinforce(ckpt_dir: str, out_dir: str, task: str = "arithmetic", reward_model: str | None = None,
+def reinforce(ckpt_dir: str, out_dir: str, task: str | Task = "arithmetic", reward_model: str | None = None,
               device: str = "auto", log_fn: Callable[[str], None] | None = None, **overrides) -> dict:
     """Run RL and return the last metrics record (`mean_reward`, `val_accuracy`)."""
     log_fn = log_fn or log.info
     cfg, device, device_type, autocast = stage_start(RLConfig, overrides, device)
     if cfg.group_size < 2:
         raise DataError("group_size: at least 2 (advantages are rewards minus the group's mean)")
+    if not cfg.temperature > 0:
+        raise DataError("temperature: above 0 (at 0 every answer of a group is the greedy one, and they teach nothing)")
 
-    the_task = get_task(task)
+    the_task = task if isinstance(task, Task) else get_task(task)
     model, parent, tok = checkpoint.load(ckpt_dir, device)
     chat = ChatFormat(tok, int(parent["bos_id"]))
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
@@ -199,13 +220,13 @@ def reinforce(ckpt_dir: str, out_dir: str, task: str = "arithmetic", reward_mode
         ids, mask = pad_batch(seqs, starts, chat.end, device)
         model.train()
         with torch.no_grad(), autocast:
-            old_logp = token_logprobs(model, ids)
-            ref_logp = token_logprobs(ref, ids) if ref is not None else None
+            old_logp = token_logprobs(model, ids, cfg.temperature)
+            ref_logp = token_logprobs(ref, ids, cfg.temperature) if ref is not None else None
 
         # learn: policy gradient on the sampled answer tokens
         for _ in range(cfg.ppo_epochs):
             with autocast:
-                loss, kl_mean = pg_loss(token_logprobs(model, ids), old_logp, adv, mask, cfg.clip, ref_logp, cfg.kl_coef)
+                loss, kl_mean = pg_loss(token_logprobs(model, ids, cfg.temperature), old_logp, adv, mask, cfg.clip, ref_logp, cfg.kl_coef)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
