@@ -155,3 +155,49 @@ def test_task_splits_are_disjoint_and_the_data_checks_out(tmp_path):
     assert a.split() == p.split(": ")[1].split()[::-1]
     with pytest.raises(ValueError, match="unknown task"):
         tasks.get_task("chess")
+
+
+def test_rl_samples_the_groups_of_prompts_of_one_length_together_and_keeps_each_answer_with_its_prompt(chat, monkeypatch):
+    """Prompts of three token lengths, interleaved: one sampling batch per length, yet every group's
+    answers and rewards stay with their own prompt. The sampler is replaced by one that answers
+    each row with its prompt's last word, so a mix-up shows."""
+    batches = []
+
+    def echo_last_word(model, prompts, max_new_tokens, temperature, gen=None, stop_id=None):
+        batches.append(len(prompts))
+        return [[p[-3], stop_id] for p in prompts]  # prompt: ... last word, <|end|>, <|assistant|>
+
+    monkeypatch.setattr(rl, "generate_batch", echo_last_word)
+    problems = [("What is 3 + 5?", "?"), ("cat", "cat"), ("What is 3 + 5? red", "red"), ("red", "dog"), ("cat red", "red")]
+    lengths = [len(chat.prompt(p)) for p, _ in problems]
+    assert lengths[1] == lengths[3] != lengths[4] and len(set(lengths)) == 4
+    cfg = rl.RLConfig(group_size=3)
+    model = GPT(GPTConfig(vocab_size=400, block_size=32, n_layer=1, n_head=2, n_embd=8))  # only put in eval mode
+    seqs, starts, rewards = rl.sample_and_reward(model, chat, tasks.Task(), problems, cfg, torch.Generator(), torch.no_grad())
+    assert sorted(batches) == [3, 3, 3, 6]  # "cat" and "red" (one length) in one batch of 2 x 3
+    assert rewards.tolist() == [[1.0] * 3, [1.0] * 3, [1.0] * 3, [0.0] * 3, [1.0] * 3]  # "red" is not "dog"
+    for i, (p, _) in enumerate(problems):
+        ids = chat.prompt(p)
+        assert seqs[3 * i : 3 * i + 3] == [ids + [ids[-3], chat.end]] * 3 and starts[3 * i : 3 * i + 3] == [len(ids)] * 3
+
+
+def test_rl_log_probs_are_those_of_the_sampling_temperature():
+    """Answers sampled at temperature T are scored under softmax(logits / T), the policy that drew them."""
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8)).eval()
+    ids = torch.tensor([[1, 5, 7, 2]])
+    with torch.no_grad():
+        logits = m.lm_head(m.features(ids[:, :-1]))
+        for t in (1.0, 0.5):
+            want = torch.log_softmax(logits / t, dim=-1).gather(2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            assert torch.allclose(rl.token_logprobs(m, ids, temperature=t), want, atol=1e-6)
+    assert not torch.allclose(rl.token_logprobs(m, ids, 0.5), rl.token_logprobs(m, ids, 1.0))
+
+
+def test_sign_test_and_standard_error():
+    from tokenmill.train import demo
+
+    assert demo.sign_test(0, 0) == 1.0 and demo.sign_test(5, 5) == 1.0
+    assert demo.sign_test(10, 0) == pytest.approx(2 / 2**10)  # all ten discordant prompts one way
+    assert demo.sign_test(3, 9) == demo.sign_test(9, 3) == pytest.approx(2 * sum(math.comb(12, k) for k in range(4)) / 2**12)
+    assert demo.standard_error(0.5, 100) == pytest.approx(0.05) and demo.standard_error(1.0, 80) == 0.0
