@@ -5,34 +5,46 @@ once by default (`--repeat N` makes N copies under distinct ids: repeated text f
 word cache, so the headline runs on text without repeats). A byte-level BPE (`--vocab`) is trained on them first
 (timed, reported, not counted); then
   - peer: `encode_batch(all texts)` in one call (ids only, nothing written) with the same
-    BPE word cache the stage uses (`tokenize.word_cache`, 200,000 words), the headline, and
-    raw `encode_batch` with tokenizers' default cache (10,000) beside it, and
-  - ours: TokenizeStage.run_global with that tokenizer.json: read the Parquet documents, encode
-    in batches, write scratch, shuffle into shards, sha256, manifest (an in-process runner, so
-    both use the same cores through the tokenizer's own threads; `--executor ray`: tasks on a
-    local Ray whose workers are already up, as after the earlier stages of a run, each worker
-    loading the tokenizer itself).
+    BPE word cache the stage uses (`tokenize.word_cache`, 200,000 words), the headline;
+    `encode_batch_fast` (no character offsets, no special tokens: the call the stage makes) with
+    that cache beside it, and raw `encode_batch` with tokenizers' default cache (10,000), and
+  - ours: TokenizeStage with that tokenizer.json, from its config (whose check loads the
+    tokenizer) through run_global: read the Parquet documents, encode in batches, write
+    scratch, shuffle into shards, sha256, manifest (an in-process runner, so both use the same
+    cores through the tokenizer's own threads; `--executor ray`: tasks on a local Ray whose
+    workers are already up, as after the earlier stages of a run, each worker loading the
+    tokenizer itself).
 Each measurement runs in a fresh Python process, as a new worker would: a cold BPE word cache,
 and no state left by earlier rounds (tokenizers does not give back the memory of a dropped
-Tokenizer: reloading it in one process grows it ~170 MB a round and slows later rounds). The
-stage's own tokenizer loading is timed, the peer's is not. Both run `--rounds` times, back to
-back in each round, the order swapped every round: this machine's speed drifts by +-30% over
-seconds (shared host), and a fixed order favours one side. The verdict is the median over rounds
-of the per-round ratio (each pair saw the same machine); best-of-each and the ratio of CPU
-seconds are printed beside it. Prints MB/s of UTF-8 text for each and the ratios; exits 1 when
-ours < 0.9 x the same-cache peer.
-The stage has ~0.15 s of fixed cost (loading the tokenizer, writing tokenizer.json and the
-manifest), which weighs on the 2.9 MB of distinct text the shared data holds (one WARC of
-Common Crawl gives on the order of 100 MB of extracted text). Figures: BENCHMARKS.md.
+Tokenizer: reloading it in one process grows it ~170 MB a round and slows later rounds). Every
+process does the same things before its clock starts: imports, one small Parquet write and read
+(pyarrow imports pandas on its first conversion, 0.3-0.7 s here: a pipeline process has done that
+in its earlier stages, and the peer's own read of its texts does it), and one encode_batch with a
+throwaway tokenizer, which starts tokenizers' thread pool without touching the measured
+tokenizer's word cache. Interpreter start-up is in neither clock. Every process gets the same
+threads: RAYON_NUM_THREADS=`--threads` (default: this machine's CPUs) and
+TOKENIZERS_PARALLELISM=true. The stage's tokenizer loading is timed, the peers' is not. All
+run `--rounds` times, back to back in each round, the order reversed every round: this machine's
+speed drifts by +-30% over seconds (shared host), and a fixed order favours one side. The verdict
+is the median over rounds of the per-round ratio (each pair saw the same machine); best-of-each
+and the ratio of CPU seconds are printed beside it. Prints MB/s of UTF-8 text for each and the
+ratios; exits 1 when ours < 0.9 x the same-cache peer. `--instructions` also counts each side's
+instructions under valgrind's callgrind, which the machine's load does not change (see
+count_instructions).
+The stage has fixed costs (loading the tokenizer, ~0.1 CPU-s; writing tokenizer.json, the scratch
+parts, the shards and the manifest, each file fsynced, ~8 ms apiece on this disk), which weigh on
+the 2.9 MB of distinct text the shared data holds (one WARC of Common Crawl gives on the order of
+100 MB of extracted text). Figures: BENCHMARKS.md.
 
     .venv/bin/python bench/tokenize_speed.py [--repeat 1] [--vocab 32768] [--parts 4] [--rounds 7]
-                                             [--executor threads|ray]
+                                             [--executor threads|ray] [--threads N] [--instructions]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -65,25 +77,76 @@ def _warm():
     return TaskResult()
 
 
+def _process_warmup() -> None:
+    """What every measured process does before its clock starts (see the module docstring)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer, models
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": ["warm-up"]}), buf)
+    pq.read_table(io.BytesIO(buf.getvalue()))["text"].to_pylist()
+    Tokenizer(models.BPE()).encode_batch(["a", "b", "c", "d"])  # starts the thread pool
+
+
+KINDS = {  # child kind -> (encode call, word cache)
+    "raw+cache": ("encode_batch", "same"),
+    "fast+cache": ("encode_batch_fast", "same"),
+    "raw": ("encode_batch", "default"),
+}
+
+
+def _stop_here(args, where: str) -> None:
+    """--instructions: end the process at once (no teardown counted) before or after the clock."""
+    if args.stop == where:
+        sys.stdout.flush()
+        os._exit(0)
+
+
+def count_instructions(child: list[str], kind: str, tmp: Path, env: dict) -> int:
+    """Instructions the measured part of `kind` executes: callgrind's total for the process stopped
+    right after the clock minus the same process stopped right before it. One tokenizer thread
+    (an idle thread pool's spinning would be counted otherwise); load-independent, unlike seconds."""
+    total = {}
+    for stop in ("before", "after"):
+        with tempfile.TemporaryDirectory() as d:
+            out = f"{d}/callgrind.out"
+            subprocess.run(["valgrind", "--tool=callgrind", "--cache-sim=no", "--branch-sim=no",
+                            f"--callgrind-out-file={out}", *child, kind, str(tmp), "--stop", stop], check=True,
+                           capture_output=True, env={**env, "RAYON_NUM_THREADS": "1"})
+            with open(out) as f:
+                total[stop] = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+        if kind == "stage":
+            shutil.rmtree(tmp / "run", ignore_errors=True)
+    return total["after"] - total["before"]
+
+
 def measure(kind: str, tmp: Path, args) -> dict:
-    """One timed run in this (fresh) process: `raw`, `raw+cache` or `stage`."""
+    """One timed run in this (fresh) process: a KINDS peer or `stage`."""
     from tokenmill.stages.base import GlobalJob
     from tokenmill.stages.tokenize import TokenizeConfig, TokenizeStage
     from tokenmill.stages.tokenize.tasks import set_word_cache
     from tokenmill.tokenize import TokenShards, load_tokenizer
 
+    _process_warmup()
     tok_path = str(tmp / "tokenizer.json")
-    cfg = TokenizeConfig(tokenizer=tok_path, shard_tokens=args.shard_tokens, val_fraction=0.01)
+    cfg_args = {"tokenizer": tok_path, "shard_tokens": args.shard_tokens, "val_fraction": 0.01}
+    word_cache = TokenizeConfig.word_cache  # the dataclass default
     n_docs = int((tmp / "n_docs").read_text())
-    if kind.startswith("raw"):
+    if kind in KINDS:
         import pyarrow.parquet as pq
 
+        call, cache = KINDS[kind]
         texts = pq.read_table(tmp / "texts.parquet")["text"].to_pylist()
-        tok = set_word_cache(load_tokenizer(tok_path), cfg.word_cache if kind == "raw+cache" else 0)
-        tok.encode_batch(texts[:50])  # start the thread pool
+        tok = set_word_cache(load_tokenizer(tok_path), word_cache if cache == "same" else 0)
+        kw = {"add_special_tokens": False} if call == "encode_batch_fast" else {}
+        _stop_here(args, "before")
         t0, c0 = time.perf_counter(), time.process_time()
-        encs = tok.encode_batch(texts)
+        encs = getattr(tok, call)(texts, **kw)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        _stop_here(args, "after")
         return {"wall": wall, "cpu": cpu, "tokens": sum(len(e.ids) for e in encs)}
 
     def runner(name, fn, arg_list):
@@ -115,9 +178,12 @@ def measure(kind: str, tmp: Path, args) -> dict:
 
     run = tmp / "run"
     inputs = sorted(str(p) for p in (tmp / "docs").glob("*.parquet"))
+    _stop_here(args, "before")
     t0, c0 = time.perf_counter(), time.process_time()
+    cfg = TokenizeConfig(**cfg_args)  # its check loads the tokenizer, which run_global then reuses
     TokenizeStage(cfg).run_global(GlobalJob(inputs, str(run / "work/tokenize"), str(run), runner, **cpus))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    _stop_here(args, "after")
     ds = TokenShards(str(run / "tokens"), verify=False)
     out = {"wall": wall, "cpu": cpu, "shards": len(ds.rows), "word_cache": cfg.word_cache,
            "tokens": ds.n_tokens("train") + ds.n_tokens("val") - n_docs}  # minus one BOS per document
@@ -136,8 +202,16 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="stage tasks at a time (the cores of this machine)")
     ap.add_argument("--executor", choices=["threads", "ray"], default="threads",
                     help="run the stage's tasks in threads (default) or on a local Ray with warm workers")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="tokenizers' threads in every measured process (RAYON_NUM_THREADS)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count each side's instructions under valgrind's callgrind (one tokenizer thread; "
+                         "~2 min a process here)")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "DIR"), help=argparse.SUPPRESS)
+    ap.add_argument("--stop", choices=["before", "after"], help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.instructions and args.executor != "threads":
+        ap.error("--instructions counts one process: use it with --executor threads")
     if args.child:
         print(json.dumps(measure(args.child[0], Path(args.child[1]), args)))
         return 0
@@ -168,19 +242,24 @@ def main() -> int:
             storage.write_docs(str(tmp / f"docs/part-{p:05d}.parquet"), docs[p :: args.parts])
         del docs, texts
 
-        kinds = ["raw+cache", "stage", "raw"]
+        kinds = ["raw+cache", "stage", "fast+cache", "raw"]
         child = [sys.executable, __file__, "--shard-tokens", str(args.shard_tokens), "--workers", str(args.workers),
                  "--executor", args.executor, "--child"]
+        env = {**os.environ, "RAYON_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "true"}
+        print(f"every measured process: RAYON_NUM_THREADS={args.threads} TOKENIZERS_PARALLELISM=true; stage tasks "
+              f"{args.workers} at a time ({args.executor}); load average before: {os.getloadavg()[0]:.2f}")
         t = {k: [] for k in kinds}
         for r in range(args.rounds):
             for k in kinds if r % 2 == 0 else kinds[::-1]:
-                res = json.loads(subprocess.run(child + [k, str(tmp)], check=True, capture_output=True,
+                res = json.loads(subprocess.run(child + [k, str(tmp)], check=True, capture_output=True, env=env,
                                                 text=True).stdout.strip().splitlines()[-1])
                 t[k].append(res)
                 if k == "stage":
                     shards, word_cache = res["shards"], res["word_cache"]
+        ir = {k: count_instructions(child, k, tmp, env) for k in kinds} if args.instructions else {}
         tokens = {x["tokens"] for v in t.values() for x in v}
-        assert len(tokens) == 1, f"the runs disagree on the number of text tokens: {tokens}"
+        if len(tokens) != 1:
+            raise SystemExit(f"the runs disagree on the number of text tokens: {tokens}")
         raw_tokens = tokens.pop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -190,20 +269,33 @@ def main() -> int:
         for j, k in enumerate(t):
             print(f"{what if j == 0 else '':12s} {k:10s}" + " ".join(f"{x[key]:5.2f}" for x in t[k]))
     med = {k: statistics.median(x["wall"] for x in v) for k, v in t.items()}
-    ratios = sorted(r["wall"] / s["wall"] for r, s in zip(t["raw+cache"], t["stage"]))
-    ratio = statistics.median(ratios)
+    med_cpu = {k: statistics.median(x["cpu"] for x in v) for k, v in t.items()}
+
+    def versus(peer: str) -> tuple[float, list[float]]:
+        """Median over rounds of peer wall / stage wall (each round's pair saw the same machine)."""
+        rs = sorted(p["wall"] / s["wall"] for p, s in zip(t[peer], t["stage"]))
+        return statistics.median(rs), rs
+
+    ratio, ratios = versus("raw+cache")
     print(f"peer  raw encode_batch, same word cache ({word_cache:,})  {mb / med['raw+cache']:7.2f} MB/s  "
           f"(median {med['raw+cache']:.2f}s, {raw_tokens:,} tokens)")
     print(f"ours  tokenize stage (read, encode, {shards} shards)    {mb / med['stage']:7.2f} MB/s  "
           f"(median {med['stage']:.2f}s)")
     print(f"ratio ours / same-cache peer {ratio:.2f} (median of per-round ratios "
           f"{' '.join(f'{x:.2f}' for x in ratios)}; floor {FLOOR})")
-    cpu = statistics.median(x["cpu"] for x in t["raw+cache"]) / statistics.median(x["cpu"] for x in t["stage"])
+    cpu = med_cpu["raw+cache"] / med_cpu["stage"]
     print(f"      best of each: {min(x['wall'] for x in t['raw+cache']) / min(x['wall'] for x in t['stage']):.2f}"
           + (f"; by CPU seconds (median): {cpu:.2f}" if args.executor == "threads" else f"; executor {args.executor}"))
-    dr = sorted(r["wall"] / s["wall"] for r, s in zip(t["raw"], t["stage"]))
-    print(f"peer2 raw encode_batch, tokenizers' default cache {mb / med['raw']:7.2f} MB/s  (median {med['raw']:.2f}s); "
-          f"ours / peer2 {statistics.median(dr):.2f} (rounds {dr[0]:.2f}-{dr[-1]:.2f}; not the floor)")
+    for peer, what in (("fast+cache", "raw encode_batch_fast, same word cache"),
+                       ("raw", "raw encode_batch, tokenizers' default cache")):
+        r, rs = versus(peer)
+        by_cpu = f", by CPU {med_cpu[peer] / med_cpu['stage']:.2f}" if args.executor == "threads" else ""
+        print(f"peer {what:44s} {mb / med[peer]:5.2f} MB/s (median {med[peer]:.2f}s); ours / it {r:.2f} "
+              f"(rounds {rs[0]:.2f}-{rs[-1]:.2f}{by_cpu}; not the floor)")
+    for k in kinds[:1] + kinds[2:] if ir else ():
+        print(f"instructions {k:10s} {ir[k] / 1e9:6.2f} G, stage {ir['stage'] / 1e9:.2f} G: ours / it {ir[k] / ir['stage']:.2f} "
+              f"(callgrind, one tokenizer thread; the stage's includes loading the tokenizer)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     if ratio < FLOOR:
         print(f"FAIL: stage throughput {ratio:.2f} x raw < {FLOOR}", file=sys.stderr)
         return 1
