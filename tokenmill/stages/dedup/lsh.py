@@ -13,8 +13,8 @@ Files (under the stage's workdir):
 and, with a run's persisted signatures, RUN/dedup/signatures/part-{shard:05d}.bands: its band
 entries sorted by key, which a later run's pairs tasks read by range instead of recomputing
 them (bench/against_scale.py, 100,000 new documents against 1,000,000 earlier signatures:
-~1 CPU-s more than without `against`; 65 when recomputed). Over 300 lines because that file is the band step's output kept for
-later: same keys, same partition function, same gids.
+~1 CPU-s more than without `against`; 65 when recomputed). Over 300 lines because that
+file is the band step's output kept for later: same keys, same partition function, same gids.
 Per-task memory and time: bench/dedup_scale.py.
 """
 
