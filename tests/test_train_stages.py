@@ -113,9 +113,23 @@ def test_bad_input_exits_2_with_a_message_not_a_traceback(chain, tmp_path, capsy
         (("rm", "--ckpt", str(root / "sft"), "--data", str(tmp_path / "prefs.jsonl")), "need at least 2"),
         (("rl", "--ckpt", str(root / "sft"), "--task", "chess"), "unknown task"),
         (("rl", "--ckpt", str(root / "base")), "no chat tokens"),
+        (("rl", "--ckpt", str(root / "sft"), "--temperature", "0"), "temperature: above 0"),
         (("demo", "--tokens", str(tmp_path / "none")), "no token shards"),
     ]
     for args, message in cases:
         args = parser.parse_args(["train", *args, "--out", str(tmp_path / "out"), "--device", "cpu"])
         assert run_train(args) == 2, args
         assert message in capsys.readouterr().err, args
+
+
+def test_the_demo_compares_sft_and_rl_on_the_same_held_out_prompts(chain):
+    """The paired comparison agrees with rl's own log: its first held-out accuracy is the SFT model's
+    on the same prompts, its last the RL model's; the prompts only one gets right make the difference."""
+    from tokenmill.train import demo, tasks
+
+    root, _ = chain
+    c = demo.compare_heldout(str(root / "sft"), str(root / "rl"), tasks.get_task("arithmetic"), 20, 16)
+    m = [r for r in metrics(root / "rl") if r["val_accuracy"] is not None]
+    assert c["n"] == 20 and c["sft"] == round(m[0]["val_accuracy"] * 20) and c["rl"] == round(m[-1]["val_accuracy"] * 20)
+    assert c["rl"] - c["sft"] == c["rl_only"] - c["sft_only"]
+    assert "the same 20 prompts" in demo.format_comparison(c)
