@@ -83,18 +83,20 @@ def run(tokens_dir: str, out_dir: str | None = None, task: str = "arithmetic", d
         d = dirs["base"] if name == "pretrain" else dirs[name]
         first, last = first_last(os.path.join(d, "metrics.jsonl"), key)
         rows.append({"stage": name, "metric": key, "what": what, "first": first, "last": last, "seconds": seconds[name]})
-    cmp = compare_heldout(dirs["sft"], dirs["rl"], the_task, RL.get("max_heldout", rl.RLConfig.max_heldout),
-                          RL.get("max_new_tokens", rl.RLConfig.max_new_tokens), device)
+    # every held-out prompt (rl's evals, which also sample, stop at max_heldout): greedy answers are cheap
+    cmp = compare_heldout(dirs["sft"], dirs["rl"], the_task, None, RL.get("max_new_tokens", rl.RLConfig.max_new_tokens),
+                          device)
     log_fn(f"\nthe chain on {device} in {time.perf_counter() - t0:.0f} s ({out}):")
     log_fn(format_table(rows))
     log_fn(format_comparison(cmp))
     return rows, cmp
 
 
-def compare_heldout(sft_dir: str, rl_dir: str, task: tasks.Task, max_heldout: int, max_new_tokens: int,
+def compare_heldout(sft_dir: str, rl_dir: str, task: tasks.Task, max_heldout: int | None, max_new_tokens: int,
                     device: str = "cpu") -> dict:
-    """The SFT and the RL checkpoint on the same held-out prompts, greedy: how many each answers
-    exactly, and the prompts only one of them gets right (a paired comparison: what RL changed)."""
+    """The SFT and the RL checkpoint on the same held-out prompts (the first max_heldout; None: all),
+    greedy: how many each answers exactly, and the prompts only one of them gets right (a paired
+    comparison: what RL changed)."""
     import torch
 
     from tokenmill.train import checkpoint
