@@ -94,3 +94,22 @@ def snippet_scores(texts: dict, expected: dict) -> tuple[float, float, float]:
         fp += sum(s in t for s in e["without"])
     p, r = tp / (tp + fp), tp / (tp + fn)
     return p, r, 2 * p * r / (p + r)
+
+
+def run_stage(stage, docs, name: str):
+    """Set a stage up, run `docs` through it and close it: (documents out, its StageContext)."""
+    from tokenmill.stages.base import StageContext
+
+    stage.setup()
+    ctx = StageContext(name)
+    try:
+        return list(stage.run(iter(docs), ctx)), ctx
+    finally:
+        stage.close()
+
+
+def run_extract(docs, **opts):
+    """The extract stage with these ExtractConfig options over `docs`: (documents out, context)."""
+    from tokenmill.stages.extract import ExtractConfig, ExtractStage
+
+    return run_stage(ExtractStage(ExtractConfig(**opts)), docs, "extract")

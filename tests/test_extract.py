@@ -7,10 +7,10 @@ import json
 import pytest
 import trafilatura
 
-from helpers import article, html_page, snippet_scores
+from helpers import article, html_page, run_extract, snippet_scores
 from tokenmill.doc import Doc
 from tokenmill.stages.base import StageContext
-from tokenmill.stages.extract import ExtractConfig, ExtractStage, decode_html
+from tokenmill.stages.extract import decode_html
 from tokenmill.readers import InputConfig, Shard, read_shard
 
 
@@ -40,17 +40,6 @@ def test_garbage_bytes_never_raise():
         assert isinstance(text, str) and cs
 
 
-def run_stage(docs, **opts):
-    stage = ExtractStage(ExtractConfig(**opts))
-    stage.setup()
-    ctx = StageContext("extract")
-    try:
-        out = list(stage.run(iter(docs), ctx))
-    finally:
-        stage.close()
-    return out, ctx
-
-
 def test_extracts_main_text_and_drops_empty_pages():
     docs = [
         Doc("a", raw=html_page("Rivers", article(1)).encode(), http_charset="utf-8"),
@@ -58,7 +47,7 @@ def test_extracts_main_text_and_drops_empty_pages():
         Doc("c", text="already text, from a WET or JSONL file"),
         Doc("d"),
     ]
-    out, ctx = run_stage(docs)
+    out, ctx = run_extract(docs)
     assert [d.id for d in out] == ["a", "c"]
     assert "water moves plastic" in out[0].text and out[0].raw is None and out[0].meta["charset"] == "utf-8"
     assert out[1].text == "already text, from a WET or JSONL file"
@@ -67,14 +56,14 @@ def test_extracts_main_text_and_drops_empty_pages():
 
 def test_html_size_limit():
     big = html_page("big", article(1) * 50).encode()
-    out, ctx = run_stage([Doc("big", raw=big)], max_html_bytes=len(big) - 1)
+    out, ctx = run_extract([Doc("big", raw=big)], max_html_bytes=len(big) - 1)
     assert out == [] and ctx.stats.drops == {"html_too_large": 1}
 
 
 def test_a_document_past_the_time_limit_is_killed_and_the_next_one_extracted():
     slow = html_page("slow", "".join(f"<div><p>{article(i)}</p></div>" for i in range(2000))).encode()
     fast = html_page("fast", article(2)).encode()
-    out, ctx = run_stage([Doc("slow", raw=slow), Doc("fast", raw=fast)], timeout_s=0.3)  # slow: ~1.3 s here, fast: ~5 ms
+    out, ctx = run_extract([Doc("slow", raw=slow), Doc("fast", raw=fast)], timeout_s=0.3)  # slow: ~1.3 s here, fast: ~5 ms
     assert ctx.stats.drops == {"extract_timeout": 1}
     assert [d.id for d in out] == ["fast"]
 
@@ -109,7 +98,7 @@ def test_pipeline_extraction_matches_bare_trafilatura(shared_data, favor_precisi
     assert len(docs) == 150
     bare = {d.url: trafilatura.extract(d.raw, favor_precision=favor_precision, include_comments=False)
             for d in docs}
-    out, ctx = run_stage(docs, favor_precision=favor_precision)
+    out, ctx = run_extract(docs, favor_precision=favor_precision)
     ours = {d.url: d.text for d in out}
     f_bare, f_ours = snippet_f1(bare, expected), snippet_f1(ours, expected)
     print(f"snippet F1: pipeline {f_ours:.4f}, bare trafilatura {f_bare:.4f}")

@@ -7,25 +7,15 @@ import json
 
 import pytest
 
-from helpers import article, html_page, need, snippet_scores
+from helpers import article, html_page, need, run_extract, snippet_scores
 from tokenmill import config as config_mod
 from tokenmill.doc import Doc
 from tokenmill.readers import InputConfig, Shard, read_shard
 from tokenmill.stages.base import StageContext
-from tokenmill.stages.extract import ExtractConfig, ExtractStage
+from tokenmill.stages.extract import ExtractConfig
 
 NAV = "<nav><ul><li><a href='/'>Home</a></li><li><a href='/about'>About us</a></li></ul></nav>"
 FOOTER = "<footer><p>Copyright 2024 Example Media. All rights reserved. Imprint. Privacy policy.</p></footer>"
-
-
-def run_stage(docs, **opts):
-    stage = ExtractStage(ExtractConfig(**opts))
-    stage.setup()
-    ctx = StageContext("extract")
-    try:
-        return list(stage.run(iter(docs), ctx)), ctx
-    finally:
-        stage.close()
 
 
 def docs():
@@ -36,7 +26,7 @@ def docs():
 
 def test_resiliparse_mode_extracts_main_text_and_drops_empty_pages():
     need("resiliparse")
-    out, ctx = run_stage(docs(), extractor="resiliparse")
+    out, ctx = run_extract(docs(), extractor="resiliparse")
     assert [d.id for d in out] == ["a"]
     assert "water moves plastic" in out[0].text and "var x" not in out[0].text
     assert ctx.stats.drops == {"no_text_extracted": 1}
@@ -44,8 +34,8 @@ def test_resiliparse_mode_extracts_main_text_and_drops_empty_pages():
 
 def test_resiliparse_gives_the_same_text_in_the_child_process_and_in_process():
     need("resiliparse")
-    isolated, _ = run_stage(docs(), extractor="resiliparse")
-    inproc, _ = run_stage(docs(), extractor="resiliparse", isolate=False)
+    isolated, _ = run_extract(docs(), extractor="resiliparse")
+    inproc, _ = run_extract(docs(), extractor="resiliparse", isolate=False)
     assert [d.text for d in isolated] == [d.text for d in inproc]
 
 
@@ -73,7 +63,7 @@ def test_resiliparse_f1_on_the_real_pages(shared_data):
         expected[row["url"]] = row
     pages = list(read_shard(Shard(0, str(shared_data / "extraction/pages.warc.gz"), "warc"), InputConfig(),
                             StageContext("ingest")))
-    out, _ = run_stage(pages, extractor="resiliparse", isolate=False)
+    out, _ = run_extract(pages, extractor="resiliparse", isolate=False)
     texts = {d.url: d.text for d in out}
     p, r, f1 = snippet_scores(texts, expected)
     print(f"resiliparse snippet F1 {f1:.3f} (P {p:.3f}, R {r:.3f})")

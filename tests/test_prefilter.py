@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import yaml
 
-from helpers import html_page
+from helpers import html_page, run_extract
 from tokenmill import config as config_mod
 from tokenmill.doc import Doc
 from tokenmill.filters.language import LanguageConfig, LanguageFilter
@@ -51,16 +51,6 @@ def test_prefilter_skips_confident_other_languages_only():
     assert not LanguagePrefilter(["en"], min_score=0.999).decide("de", 0.99)
     # codes as users write them
     assert LanguagePrefilter(["eng", "de-DE"], min_score=0.8).keep == {"en", "de"}
-
-
-def run_extract(docs, **opts):
-    stage = ExtractStage(ExtractConfig(**opts))
-    stage.setup()
-    ctx = StageContext("extract")
-    try:
-        return list(stage.run(iter(docs), ctx)), ctx
-    finally:
-        stage.close()
 
 
 def test_extract_stage_drops_a_skipped_page_as_language_prefilter_with_what_decided_it():
