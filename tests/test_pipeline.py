@@ -178,7 +178,11 @@ def broken(value: int) -> int:
 def worker_env(_: int) -> dict:
     import os
 
-    return {k: os.environ.get(k, "") for k in ("RAYON_NUM_THREADS", "PYTHONPATH")}
+    import ray
+
+    env = {k: os.environ.get(k, "") for k in ("RAYON_NUM_THREADS", "PYTHONPATH")}
+    env["task_env_vars"] = (ray.get_runtime_context().runtime_env or {}).get("env_vars", {})
+    return env
 
 
 def test_ray_tasks_get_as_many_rust_threads_as_cpus(ray_session):
@@ -190,6 +194,9 @@ def test_ray_tasks_get_as_many_rust_threads_as_cpus(ray_session):
     assert got["one"]["RAYON_NUM_THREADS"] == "1" and got["two"]["RAYON_NUM_THREADS"] == "2"
     # the job's own runtime_env (here: PYTHONPATH for the test helpers) is kept, not replaced
     assert all("tests" in g["PYTHONPATH"] for g in got.values())
+    # a one-CPU task carries no runtime_env of its own (a new worker for it costs ~1 s); several CPUs do
+    assert "RAYON_NUM_THREADS" not in got["one"]["task_env_vars"]
+    assert got["two"]["task_env_vars"].get("RAYON_NUM_THREADS") == "2"
 
 
 @pytest.mark.parametrize("kind", ["local", "ray"])

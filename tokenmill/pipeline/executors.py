@@ -10,7 +10,12 @@ A task is `Task(task_id, fn, args, cpus=1)`; `fn(*args)` returns a `TaskResult`.
 reserves `cpus` CPUs and its worker's Rust thread pool (tokenizers' encode_batch and BPE training
 use rayon) gets as many threads (RAYON_NUM_THREADS), as Ray itself does for OpenMP: otherwise
 every one of a node's N tasks starts N threads. Measured on this 2-core machine, two encode tasks
-with 8 rayon threads each ran ~40% slower than with one each. Failures (an
+with 8 rayon threads each ran ~40% slower than with one each. A task of several CPUs carries the
+variable in a per-task runtime_env (a worker of its own); a one-CPU task, nearly all of them, sets
+it in its worker before its body runs: such workers only ever run one-CPU tasks, and a per-task
+runtime_env would make Ray start a new worker through its runtime-env agent instead of using the
+ones it started beforehand (measured: the first task of a run started ~1 s later, 7.3-7.8 s vs
+6.4-6.5 s after the run's start, three runs each). Failures (an
 exception, a crashed worker) are retried up to `max_attempts` with a short backoff; every
 attempt is reported through the callbacks so the manifest records it. Errors that say the
 data or the code is wrong (`NOT_RETRIED`: an assertion, a ValueError...) would fail the same
@@ -68,6 +73,13 @@ def call_task(fn: Callable, args: tuple) -> tuple[Any, str, float, float]:
     started = time.time()
     result = fn(*args)
     return result, f"{socket.gethostname()}:{os.getpid()}", started, time.time()
+
+
+def call_task_one_cpu(fn: Callable, args: tuple) -> tuple[Any, str, float, float]:
+    """call_task for a Ray task that reserves one CPU: its worker's Rust thread pool gets one thread
+    (rayon reads the variable when it first starts, so before the task's body)."""
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    return call_task(fn, args)
 
 
 def _error_text(e: BaseException) -> str:
@@ -173,12 +185,16 @@ class RayExecutor:
         self.max_task_cpus = max([int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")] or [1])
         # Retries are ours (so every attempt is recorded), not Ray's.
         self._call = ray.remote(max_retries=0)(call_task)
+        self._call_one_cpu = ray.remote(max_retries=0)(call_task_one_cpu)
         self._remotes: dict[tuple, Any] = {}
 
     def _remote(self, cpus: int, gpus: float = 0):
         if (cpus, gpus) not in self._remotes:  # the job's runtime_env (e.g. under `ray job submit`) is merged in
-            self._remotes[(cpus, gpus)] = self._call.options(
-                num_cpus=cpus, num_gpus=gpus, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus)}})
+            if cpus == 1:  # no per-task runtime_env: Ray's waiting workers take it (module docstring)
+                self._remotes[(cpus, gpus)] = self._call_one_cpu.options(num_cpus=1, num_gpus=gpus)
+            else:
+                self._remotes[(cpus, gpus)] = self._call.options(
+                    num_cpus=cpus, num_gpus=gpus, runtime_env={"env_vars": {"RAYON_NUM_THREADS": str(cpus)}})
         return self._remotes[(cpus, gpus)]
 
     def _node_died(self, e: BaseException) -> bool:
