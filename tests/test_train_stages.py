@@ -68,7 +68,7 @@ def test_sft_held_out_loss_falls_and_the_model_answers_in_the_chat_format(chain)
     m = metrics(root / "sft")
     assert m[-1]["val_loss"] < 0.5 * m[0]["val_loss"], m
     assert "→" in runs["sft"].stdout  # held-out prompts and the replies, printed at the end
-    r = tm("sample", "--ckpt", str(root / "sft"), "--chat", "--prompt", "What is 2 + 3?", "--device", "cpu")
+    r = tm("sample", "--ckpt", str(root / "sft"), "--chat", "--prompt", "What is 02 + 03?", "--device", "cpu")
     assert r.returncode == 0 and r.stdout.strip().isdigit(), r.stdout  # a number, then <|end|>: it stopped
 
 

@@ -9,8 +9,15 @@ Every problem of a task is enumerated and split once by a fixed seed: the held-o
 never appear in the SFT conversations, the preference pairs or the RL training prompts, so a
 held-out accuracy measures generalisation, not recall. Preference pairs put the exact answer
 against a wrong one or a badly formatted one (the right number, wrapped in words or repeated).
-Sizes (sft / rl / held out): arithmetic, a + b with both 0..19: 200 / 120 / 80; reverse, three of
-15 words: 1,688 / 1,012 / 675.
+Sizes (sft / rl / held out): arithmetic, a + b with both 0..99: 5,000 / 3,000 / 2,000; reverse, three
+of 15 words: 1,688 / 1,012 / 675.
+
+Arithmetic was 0..19 (200 / 120 / 80): too few sums to learn addition from, so the demo's model
+memorised them and missed held-out sums by one, and 80 held-out prompts could not tell RL from SFT
+(standard error ~0.05). With 0..99, two-digit operands written with a leading zero (`07`), every
+digit of every operand sits at the same place in the prompt; the demo's model then learns the units
+digit from data rather than by heart (tune prompts of the rl split, 600 SFT steps: 0.64 exact; with
+unpadded 0..29 the units digit stayed at 0.34, memorised).
 """
 
 from __future__ import annotations
@@ -60,15 +67,19 @@ class Task:
 
 
 class Arithmetic(Task):
-    """`What is 12 + 35?` → `47`. Digits are single tokens in the demo tokenizer."""
+    """`What is 07 + 35?` → `42`: operands 0..max_operand, written with leading zeros to the width of
+    max_operand (so each digit has a fixed place); the answer as usual. Digits are single tokens in
+    the demo tokenizer."""
     name = "arithmetic"
 
-    def __init__(self, max_operand: int = 19):
+    def __init__(self, max_operand: int = 99):
+        if not (isinstance(max_operand, int) and max_operand >= 1):
+            raise ValueError(f"max_operand: a whole number of at least 1, not {max_operand!r}")
         self.max_operand = max_operand
 
     def all_problems(self) -> list[tuple[str, str]]:
-        n = self.max_operand + 1
-        return [(f"What is {a} + {b}?", str(a + b)) for a in range(n) for b in range(n)]
+        n, w = self.max_operand + 1, len(str(self.max_operand))
+        return [(f"What is {a:0{w}d} + {b:0{w}d}?", str(a + b)) for a in range(n) for b in range(n)]
 
     def wrong_answer(self, prompt: str, answer: str, rng: random.Random) -> str:
         off = rng.choice([-10, -2, -1, 1, 2, 10])  # near misses: a dropped carry, an off-by-one
