@@ -10,7 +10,7 @@ import trafilatura
 from helpers import article, html_page, run_extract, snippet_scores
 from tokenmill.doc import Doc
 from tokenmill.stages.base import StageContext
-from tokenmill.stages.extract import decode_html
+from tokenmill.stages.extract import ExtractConfig, ExtractStage, decode_html
 from tokenmill.readers import InputConfig, Shard, read_shard
 
 
@@ -104,3 +104,18 @@ def test_pipeline_extraction_matches_bare_trafilatura(shared_data, favor_precisi
     print(f"snippet F1: pipeline {f_ours:.4f}, bare trafilatura {f_bare:.4f}")
     assert f_ours >= f_bare - 0.005
     assert f_ours > 0.9
+
+
+def test_the_extraction_process_starts_during_setup_and_serves_the_first_page():
+    """setup() starts the child without waiting (its trafilatura import overlaps the later stages'
+    set-up); the first page waits for it and is extracted as before."""
+    stage = ExtractStage(ExtractConfig())
+    stage.setup()
+    try:
+        assert stage.child.proc is not None and not stage.child.ready
+        html = "<html><body><article><p>" + "A sentence about the weather in spring. " * 20 + "</p></article></body></html>"
+        status, text = stage.child.extract(html, 30.0)
+        assert status == "ok" and "weather in spring" in text and stage.child.ready
+    finally:
+        stage.close()
+    assert stage.child.proc is None
