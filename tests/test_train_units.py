@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 
 import pytest
 
@@ -150,6 +152,15 @@ def test_task_splits_are_disjoint_and_the_data_checks_out(tmp_path):
     for p in pairs:
         a, b = map(int, p["prompt"].removeprefix("What is ").rstrip("?").split(" + "))
         assert p["chosen"] == str(a + b) and p["rejected"] != p["chosen"]
+    # 0..99, operands written with two digits (a digit's place in the prompt is fixed): enough sums
+    # that addition must be learnt, and 2,000 held-out prompts to measure RL against SFT on
+    assert {s: len(v) for s, v in splits.items()} == {"sft": 5000, "rl": 3000, "heldout": 2000}
+    assert all(re.fullmatch(r"What is \d\d \+ \d\d\?", p) for p, _ in task.all_problems())
+    assert ("What is 07 + 35?", "42") in task.all_problems() and ("What is 99 + 99?", "198") in task.all_problems()
+    assert tasks.Arithmetic(9).all_problems()[:2] == [("What is 0 + 0?", "0"), ("What is 0 + 1?", "1")]
+    for bad in (0, -3, 2.5, "99"):
+        with pytest.raises(ValueError, match="max_operand"):
+            tasks.Arithmetic(bad)
     rev = tasks.get_task("reverse")
     p, a = rev.problems("heldout")[0]
     assert a.split() == p.split(": ")[1].split()[::-1]
@@ -201,3 +212,48 @@ def test_sign_test_and_standard_error():
     assert demo.sign_test(10, 0) == pytest.approx(2 / 2**10)  # all ten discordant prompts one way
     assert demo.sign_test(3, 9) == demo.sign_test(9, 3) == pytest.approx(2 * sum(math.comb(12, k) for k in range(4)) / 2**12)
     assert demo.standard_error(0.5, 100) == pytest.approx(0.05) and demo.standard_error(1.0, 80) == 0.0
+
+
+def test_the_demo_gives_each_stage_its_tasks_settings_and_the_seed(tmp_path, monkeypatch, capsys):
+    """`tokenmill train demo --seed N`: every stage gets N, and arithmetic its own SFT/RL settings
+    (more SFT steps, a smaller RL learning rate) while reverse keeps the defaults. The stages are
+    replaced by ones that record their arguments and write the metrics line the table reads."""
+    import argparse
+
+    from tokenmill.train import demo, pretrain, rm
+    from tokenmill.train.cli import add_train_parser, run_train
+
+    calls = {}
+
+    def fake(name, keys):
+        def stage(*args, device, log_fn, **kw):
+            calls[name] = kw
+            os.makedirs(args[-1], exist_ok=True)  # the out directory is the last positional argument
+            with open(os.path.join(args[-1], "metrics.jsonl"), "w") as f:
+                f.write(json.dumps({"step": 0, **{k: 0.5 for k in keys}}) + "\n")
+        return stage
+
+    monkeypatch.setattr(pretrain, "train", fake("pretrain", ["val_loss"]))
+    monkeypatch.setattr(sft, "finetune", fake("sft", ["val_loss"]))
+    monkeypatch.setattr(rm, "train_reward_model", fake("rm", ["val_accuracy"]))
+    monkeypatch.setattr(rl, "reinforce", fake("rl", ["val_accuracy", "val_mean_reward"]))
+    monkeypatch.setattr(demo, "compare_heldout", lambda *a, **k: {"n": 4, "sft": 1, "rl": 3, "rl_only": 2, "sft_only": 0,
+                                                                   "p_value": demo.sign_test(2, 0)})
+    tokens = tmp_path / "run" / "tokens"
+    tokens.mkdir(parents=True)
+    (tokens / "manifest.parquet").write_bytes(b"")
+    parser = argparse.ArgumentParser(prog="tokenmill")
+    add_train_parser(parser.add_subparsers(dest="command"))
+    seen = {}
+    for task in ("arithmetic", "reverse"):
+        args = parser.parse_args(["train", "demo", "--tokens", str(tokens), "--out", str(tmp_path / task),
+                                  "--task", task, "--seed", "7"])
+        assert run_train(args) == 0
+        assert {name: kw.get("seed") for name, kw in calls.items()} == dict.fromkeys(("pretrain", "sft", "rm", "rl"), 7)
+        assert calls["rl"]["task"] == task
+        seen[task] = {name: dict(calls[name]) for name in ("sft", "rl")}
+        assert "sign test" in capsys.readouterr().out
+    own = demo.TASK_SETTINGS["arithmetic"]
+    assert seen["arithmetic"]["sft"]["steps"] == own["sft"]["steps"] != seen["reverse"]["sft"]["steps"] == demo.SFT["steps"]
+    assert seen["arithmetic"]["rl"]["lr"] == own["rl"]["lr"] != seen["reverse"]["rl"]["lr"] == demo.RL["lr"]
+    assert seen["arithmetic"]["rl"]["temperature"] == seen["reverse"]["rl"]["temperature"] == demo.RL["temperature"]

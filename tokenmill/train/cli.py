@@ -81,6 +81,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="where the stages go (default: RUN/chain beside the tokens)")
     demo.add_argument("--task", default="arithmetic")
     demo.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
+    demo.add_argument("--seed", type=int, default=None,
+                      help="seed every stage with it (another base, SFT order, RL draws; default: each stage's own)")
 
     smp = sub.add_parser("sample", help="generate text from a checkpoint")
     smp.add_argument("--ckpt", required=True, help="checkpoint directory written by `train pretrain`")
@@ -122,7 +124,8 @@ def run_train(args: argparse.Namespace) -> int:
         if args.train_command == "demo":
             from tokenmill.train import demo
 
-            demo.run(args.tokens, args.out, task=args.task, device=args.device, log_fn=lambda line: print(line, flush=True))
+            demo.run(args.tokens, args.out, task=args.task, device=args.device, seed=args.seed,
+                     log_fn=lambda line: print(line, flush=True))
             return 0
         if args.train_command == "sample":
             from tokenmill.train import sample
