@@ -8,8 +8,8 @@ a checkpoint whose tokenizer has the chat tokens (the embedding grown by 3 rows)
 tokens (padding the rest, masked); the loss is the cross-entropy on assistant tokens only
 (mask 1), and `val_loss` is the same on held-out conversations (`val_fraction`, seeded).
 Measured: a forward and backward of 16 x 128 tokens on the demo-sized model (2 x 128, vocab
-2,598) takes ~0.1 s on this machine's 2 CPU cores when idle; the demo's 600 steps on 4,500
-arithmetic conversations took 139 s of CPU time on one thread (OMP_NUM_THREADS=1, load ~3).
+2,598) takes ~0.1 s on this machine's 2 CPU cores when idle; the demo's 700 steps on 4,500
+arithmetic conversations took 146 s of CPU time on one thread (OMP_NUM_THREADS=1, load ~2).
 """
 
 from __future__ import annotations
