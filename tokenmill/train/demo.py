@@ -7,10 +7,12 @@ a minute). Out: one checkpoint directory per stage, each with its metrics.jsonl 
 recorded (base → sft → rm, base → sft → rl), the task's JSONL files under data/, the table, whose
 "first" and "last" are each stage's first and last validation figures (rl's first is the SFT
 model's own held-out accuracy), and a line comparing the SFT and RL models on every held-out
-prompt (counts, standard errors, the prompts only one gets right, a sign test). Measured: the
-arithmetic chain took 609 s of wall time and the reverse one 727 s on this machine's 2 cores while
-other jobs kept the load average at 4-10 (OMP_NUM_THREADS=1: with torch's 2 threads on the busy
-machine pretraining ran ~10x slower).
+prompt (counts, standard errors, the prompts only one gets right, a sign test). Measured, arithmetic
+(2,000 held-out prompts), OMP_NUM_THREADS=1 nice -n 19, load average 1-2.6: the chain took 281-310 s
+of wall time and 281-291 s of CPU time (user + sys) for chain seeds 1337 (the default), 2 and 3; SFT
+→ RL greedy exact answers 0.789 → 0.850 (p = 4e-14), 0.271 → 0.377 (p = 3e-25) and 0.467 → 0.461
+(p = 0.6: no gain on seed 3). The reward model ranks bad formats right and near-miss sums at chance
+(0.75-0.77 in all). (With torch's 2 threads on a busy machine pretraining ran ~10x slower.)
 """
 
 from __future__ import annotations
