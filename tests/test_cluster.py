@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,17 +99,38 @@ def run_attached(cfg: Path, env: dict, **kw) -> subprocess.Popen:
                             env={**os.environ, **env}, **kw)
 
 
-def busy_on(d: Path, node: str) -> bool:
-    """A worker of `node` is running a task now (Ray titles it after the function)."""
+def busy_worker(d: Path, node: str) -> int | None:
+    """The PID of a worker of `node` running a task now (Ray titles it after the function), or None."""
     raylets = subprocess.run(["pgrep", "-f", f"raylet/raylet .*{d}/{node}/"], capture_output=True, text=True).stdout.split()
     for r in raylets:
         for child in subprocess.run(["pgrep", "-P", r], capture_output=True, text=True).stdout.split():
-            try:
-                if Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"ray::call_task"):
-                    return True
-            except OSError:
-                continue
-    return False
+            if running_task(int(child)):
+                return int(child)
+    return None
+
+
+def running_task(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::call_task")
+    except OSError:
+        return False
+
+
+def freeze_mid_task(d: Path, node: str) -> int | None:
+    """SIGSTOPs a worker of `node` that is still inside a task when frozen (its result not sent: Ray
+    retitles the worker only after the task returns), so the node's death is certain to cost that
+    task; a worker that finished in between is let go again. Returns the frozen PID or None."""
+    pid = busy_worker(d, node)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return None
+    if running_task(pid):
+        return pid
+    os.kill(pid, signal.SIGCONT)
+    return None
 
 
 def done_on(out: Path, pids: set[int]) -> bool:
@@ -133,8 +155,9 @@ def test_two_nodes_share_a_run_and_losing_one_mid_run_changes_no_document(cluste
     proc = run_attached(write_config(tmp_path, shared_data, out), env)
     try:
         deadline = time.time() + 180
-        # node2 has finished a task and is running another: kill it (raylet, workers, agents)
-        while not (done_on(out, node_pids(d, "node2")) and busy_on(d, "node2")):
+        # node2 has finished a task and is inside another: freeze that worker (so the task cannot
+        # finish between the look and the kill), then kill the node (raylet, workers, agents)
+        while not (done_on(out, node_pids(d, "node2")) and freeze_mid_task(d, "node2")):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail("node2 did not finish a task and start another before the run ended:\n"
                             + proc.communicate()[0][-3000:])
