@@ -84,6 +84,22 @@ def test_checkpoints_record_their_lineage(chain):
     assert {"<|user|>", "<|assistant|>", "<|end|>"} <= {t["content"] for t in tok["added_tokens"]}
 
 
+def test_the_reward_model_learns_a_weight_on_the_answer_likelihood_unless_head_only(chain, tmp_path):
+    """The weight starts at 0 (an untrained model scores every answer 0: val_accuracy 0.5), is logged
+    each line and kept in the checkpoint, where load_reward_model finds it; --head-only keeps it at 0."""
+    from tokenmill.train.rm import load_reward_model
+
+    root, _ = chain
+    m = metrics(root / "rm")
+    assert m[0]["lik_weight"] == 0 and m[0]["val_accuracy"] == 0.5 and m[-1]["lik_weight"] > 0, m
+    rm, ckpt = load_reward_model(str(root / "rm"), "cpu")
+    assert rm.lik_weight.item() == pytest.approx(ckpt["lik_weight"]) and ckpt["lik_weight"] == pytest.approx(m[-1]["lik_weight"], abs=1e-4)
+    r = tm("rm", "--ckpt", str(root / "sft"), "--data", str(root / "data" / "prefs.jsonl"), "--out", str(tmp_path / "h"),
+           "--steps", "4", "--eval-every", "4", "--device", "cpu", "--head-only")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert all(x["lik_weight"] == 0 for x in metrics(tmp_path / "h")) and load_reward_model(str(tmp_path / "h"), "cpu")[0].lik_weight.item() == 0
+
+
 def test_rl_with_the_reward_model_runs(chain, tmp_path):
     root, _ = chain
     r = tm("rl", "--ckpt", str(root / "sft"), "--reward-model", str(root / "rm"), "--out", str(tmp_path / "rlhf"),

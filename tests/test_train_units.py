@@ -104,6 +104,32 @@ def test_bradley_terry_loss():
     assert bradley_terry_loss(torch.tensor([5.0]), torch.tensor([0.0])) < bradley_terry_loss(torch.tensor([0.0]), torch.tensor([5.0]))
 
 
+def test_reward_model_likelihood_term_is_the_mean_log_prob_of_the_answer_and_its_end(chat):
+    """The reward is head(h at <|end|>) + lik_weight * mean log p(answer tokens and <|end|>); checked
+    against one unpadded forward per sequence, in a right-padded batch of answers of different lengths."""
+    import torch.nn.functional as F
+
+    from tokenmill.train.rm import RewardModel
+
+    torch.manual_seed(0)
+    V = chat.tok.get_vocab_size(with_added_tokens=True)
+    rm = RewardModel(GPT(GPTConfig(vocab_size=V, block_size=64, n_layer=2, n_head=2, n_embd=16))).eval()
+    prompts, answers = ["What is 3 + 5?", "cat dog"], ["8", "The answer is red dog cat."]
+    assert rm.score_texts(chat, prompts, answers).tolist() == [0.0, 0.0]  # untrained: head 0, weight 0
+    with torch.no_grad():
+        rm.lik_weight.fill_(2.0)
+        rm.head.bias.fill_(0.25)
+    got = rm.score_texts(chat, prompts, answers)
+    for k, (p, a) in enumerate(zip(prompts, answers)):
+        ids, _ = chat.render([{"role": "user", "content": p}, {"role": "assistant", "content": a}])
+        start = len(chat.prompt(p))
+        with torch.no_grad():
+            logp = F.log_softmax(rm.gpt.lm_head(rm.gpt.features(torch.tensor([ids]))).float(), -1)[0]
+        want = sum(logp[t - 1, ids[t]] for t in range(start, len(ids))) / (len(ids) - start)
+        assert len(ids) - start == len(chat.encode(a)) + 1  # the answer and its <|end|>
+        assert got[k].item() == pytest.approx(0.25 + 2.0 * want.item(), rel=1e-4)
+
+
 def test_group_advantages_are_reward_minus_group_mean():
     adv = rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 3.0]]))
     assert adv.tolist() == [[0.5, -0.5, -0.5, 0.5], [0.0] * 4, [-0.75, -0.75, -0.75, 2.25]]

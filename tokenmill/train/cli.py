@@ -59,6 +59,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     stage_args(rm, 'preference pairs, one {"prompt": ..., "chosen": ..., "rejected": ...} per line')
     rm.add_argument("--batch-size", type=int, default=None, help="pairs per step")
     rm.add_argument("--val-fraction", type=float, default=None, help="pairs held out for val_accuracy")
+    rm.add_argument("--head-only", action="store_true",
+                    help="score with the last-token head alone, without the learned weight on the answer's likelihood")
 
     rl = sub.add_parser("rl", help="reinforcement learning: groups of sampled answers, rewarded, policy gradient")
     stage_args(rl, None)
@@ -160,7 +162,8 @@ def run_stage(args: argparse.Namespace) -> int:
         from tokenmill.train import rm
 
         rm.train_reward_model(args.ckpt, args.data, args.out, device=args.device, log_fn=log_fn,
-                              batch_size=args.batch_size, val_fraction=args.val_fraction, **common)
+                              batch_size=args.batch_size, val_fraction=args.val_fraction,
+                              likelihood=False if args.head_only else None, **common)
     else:
         from tokenmill.train import rl
 
