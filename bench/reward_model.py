@@ -15,7 +15,8 @@ answer alone on the same pairs.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/reward_model.py /tmp/trl/chain_default /tmp/trl/chain_2:2 [--task arithmetic]
 
-Each reward model takes ~10-20 s here (150 steps of 32 pairs, 0.73M parameters, one thread).
+Exits 1 if the demo's reward model is below `--floor` (0.8, the issue's target) on any chain.
+Each reward model takes ~13-29 s here (150 steps of 32 pairs, 0.73M parameters, one thread).
 """
 
 from __future__ import annotations
@@ -66,11 +67,14 @@ def main() -> int:
     ap.add_argument("chains", nargs="+", help="DIR[:SEED] of `tokenmill train demo --out DIR [--seed SEED]`")
     ap.add_argument("--task", default="arithmetic")
     ap.add_argument("--pairs", type=int, default=1000, help="RL-split pairs to score (half near misses)")
+    ap.add_argument("--floor", type=float, default=0.8,
+                    help="exit 1 if the demo's reward model ranks fewer held-out pairs right on any chain")
     args = ap.parse_args()
     task = tasks.get_task(args.task)
     _, rm_cfg, _ = demo.settings(task.name)
     rows = rl_split_pairs(task, args.pairs)
     print(f"task {task.name}; rm settings {rm_cfg}; {len(rows)} RL-split pairs; torch threads {torch.get_num_threads()}")
+    below = []
     print(f"{'chain':<32} {'seed':>5} {'variant':<12} {'val_acc':>8} {'near':>6} {'format':>7} {'lik_w':>6} {'s':>5}")
     for spec in args.chains:
         path, _, seed = spec.partition(":")
@@ -97,9 +101,15 @@ def main() -> int:
                 acc = ranked_right(trained, chat, rows)
             print(f"{path:<32} {seed:>5} {variant:<12} {rec['val_accuracy']:>8.3f} {acc['near']:>6.3f} "
                   f"{acc['format']:>7.3f} {rec['lik_weight']:>6.3f} {secs:>5.0f}", flush=True)
+            if likelihood and rec["val_accuracy"] < args.floor:
+                below.append(f"{path} {rec['val_accuracy']:.3f}")
             print(json.dumps({"chain": path, "seed": seed, "variant": variant, "val_accuracy": rec["val_accuracy"],
                               **{f"rl_split_{k}": v for k, v in acc.items()}, "lik_weight": rec["lik_weight"]}),
                   file=sys.stderr)
+    if below:
+        print(f"FAIL: val_accuracy below the floor {args.floor} on {', '.join(below)}")
+        return 1
+    print(f"PASS: val_accuracy at least {args.floor} on every chain")
     return 0
 
 
