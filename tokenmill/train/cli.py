@@ -34,7 +34,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     pre.add_argument("--grad-accum", type=int, default=None)
     pre.add_argument("--lr", type=float, default=None)
     pre.add_argument("--seed", type=int, default=None)
-    pre.add_argument("--compile", action="store_true", default=None, help="torch.compile the model (CUDA)")
+    pre.add_argument("--compile", action="store_true", default=None,
+                     help="torch.compile the model (CUDA; on CPU it needs a C++ compiler)")
+    pre.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
+                     help="auto (default): bf16 autocast on a GPU with bf16, else fp32; bf16 also on CPU")
     pre.add_argument("--max-seconds", type=float, default=None, help="stop (validate, save) after this long")
 
     def stage_args(sp, data_help: str | None) -> None:
@@ -49,6 +52,8 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=None)
         sp.add_argument("--max-seconds", type=float, default=None, help="stop (validate, save) after this long")
         sp.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+        sp.add_argument("--precision", choices=["auto", "bf16", "fp32"], default=None,
+                        help="auto (default): bf16 autocast on a GPU with bf16, else fp32; bf16 also on CPU")
 
     sft = sub.add_parser("sft", help="fine-tune on conversations (JSONL); loss on assistant tokens only")
     stage_args(sft, 'conversations, one {"messages": [{"role": "user"|"assistant", "content": ...}, ...]} per line')
@@ -111,7 +116,8 @@ def run_train(args: argparse.Namespace) -> int:
             from tokenmill.train import pretrain
 
             overrides = {k: getattr(args, k) for k in ("steps", "eval_every", "log_every", "batch_size",
-                                                       "grad_accum", "lr", "seed", "compile", "max_seconds")}
+                                                       "grad_accum", "lr", "seed", "compile", "max_seconds",
+                                                       "precision")}
             pretrain.train(args.tokens, args.out, preset=args.preset, device=args.device, resume=args.resume,
                            log_fn=lambda line: print(line, flush=True), weights=args.weights, **overrides)
             return 0
@@ -151,7 +157,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_stage(args: argparse.Namespace) -> int:
     """`train sft|rm|rl`: the flags that were given override the stage's config defaults."""
-    common = {k: getattr(args, k) for k in ("steps", "lr", "eval_every", "log_every", "seed", "max_seconds")}
+    common = {k: getattr(args, k) for k in ("steps", "lr", "eval_every", "log_every", "seed", "max_seconds", "precision")}
     log_fn = lambda line: print(line, flush=True)
     if args.train_command == "sft":
         from tokenmill.train import sft

@@ -46,8 +46,9 @@ class TrainConfig:
     eval_batches: int = 4
     log_every: int = 10
     seed: int = 1337
-    compile: bool = False  # torch.compile (CUDA only)
+    compile: bool = False  # torch.compile (CUDA; on CPU it needs a C++ compiler)
     max_seconds: float | None = None  # stop early (validate, save) once training has run this long
+    precision: str = "auto"  # auto (bf16 on a bf16 GPU, else fp32), bf16 (autocast, CPU too) or fp32
 
 
 # name -> (model shape, training defaults). tiny (CPU default): 8x128 tokens/step; 150 steps with
@@ -120,10 +121,23 @@ class Setup:
     metrics_path: str
 
 
-def autocast_for(device: str) -> tuple[contextlib.AbstractContextManager, bool]:
-    """bf16 autocast where the GPU has bf16 (Ampere and newer); fp32 elsewhere (no loss scaling to tune)."""
-    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
-    return (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()), bf16
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_for(device: str, precision: str = "auto") -> tuple[contextlib.AbstractContextManager, bool]:
+    """The autocast context for `precision` and whether it is bf16. auto: bf16 where the GPU has it
+    (Ampere and newer), fp32 elsewhere; bf16: autocast to bf16 on any device (the CPU too: how the
+    GPU's path is tested here); fp32: none. bf16 needs no loss scaling."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    if precision == "auto":
+        precision = "bf16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext(), False
+    if device_type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision bf16, but this GPU has no bf16; use precision fp32 or auto")
+    return torch.autocast(device_type, dtype=torch.bfloat16), True
 
 
 def stage_start(config_cls, overrides: dict, device: str):
@@ -136,7 +150,7 @@ def stage_start(config_cls, overrides: dict, device: str):
         raise DataError("steps, eval_every and log_every must be positive")
     device = resolve_device(device)
     torch.manual_seed(cfg.seed)
-    autocast, _ = autocast_for(device)
+    autocast, _ = autocast_for(device, cfg.precision)
     return cfg, device, "cuda" if device.startswith("cuda") else "cpu", autocast
 
 
@@ -184,13 +198,13 @@ def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str |
     if device_type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    autocast, bf16 = autocast_for(device)
+    autocast, bf16 = autocast_for(device, tc.precision)
     model = GPT(mcfg).to(device)
     optimizer = model.configure_optimizer(tc.lr, tc.weight_decay, device_type)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-    step_model = torch.compile(model) if tc.compile and device_type == "cuda" else model
+    step_model = torch.compile(model) if tc.compile else model
 
     train_data = TrainBatches(ds, mcfg.block_size, tc.batch_size, tc.seed, device)
     # validation per folder; the blend's val loss is their mean by the blend's weights
@@ -203,7 +217,7 @@ def setup(tokens_dir: str | list[str], out_dir: str | None = None, preset: str |
         os.remove(metrics_path)  # a fresh run starts a fresh log
     log_fn(f"{preset}: {model.num_params() / 1e6:.2f}M parameters, vocab {mcfg.vocab_size}, context "
            f"{mcfg.block_size}, {tc.batch_size}x{tc.grad_accum} sequences/step on {device}"
-           f"{' (bf16 autocast)' if bf16 else ''}; steps {start}→{tc.steps}")
+           f"{' (bf16 autocast)' if bf16 else ''}{' (torch.compile)' if tc.compile else ''}; steps {start}→{tc.steps}")
     return Setup(model, step_model, optimizer, mcfg, tc, preset, start, device, autocast, train_data, val_data,
                  ds.bytes_per_token("val"), ds, ckpt_path, metrics_path)
 

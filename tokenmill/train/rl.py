@@ -68,6 +68,7 @@ class RLConfig:
     max_heldout: int = 250  # held-out prompts evaluated (greedy, and group_size samples each)
     seed: int = 1337
     max_seconds: float | None = None
+    precision: str = "auto"  # auto (bf16 on a bf16 GPU, else fp32), bf16 (autocast, CPU too) or fp32
 
 
 def group_advantages(rewards: torch.Tensor) -> torch.Tensor:

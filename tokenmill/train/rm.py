@@ -59,6 +59,7 @@ class RMConfig:
     max_val: int = 512
     seed: int = 1337
     max_seconds: float | None = None
+    precision: str = "auto"  # auto (bf16 on a bf16 GPU, else fp32), bf16 (autocast, CPU too) or fp32
     likelihood: bool = True  # add the learned weight on the answer's log-likelihood (False: the head alone)
     lik_lr_scale: float = 100.0  # the likelihood weight's lr as a multiple of lr: one number, to move in 150 steps
 

@@ -53,6 +53,7 @@ class SFTConfig:
     max_val: int = 512  # held-out conversations scored per eval
     seed: int = 1337
     max_seconds: float | None = None
+    precision: str = "auto"  # auto (bf16 on a bf16 GPU, else fp32), bf16 (autocast, CPU too) or fp32
 
 
 Example = tuple[list[int], list[int]]  # a rendered conversation: ids, loss mask
