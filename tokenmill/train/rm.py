@@ -96,10 +96,10 @@ class RewardModel(nn.Module):
     @torch.no_grad()
     def score_texts(self, chat: ChatFormat, prompts: list[str], answers: list[str]) -> torch.Tensor:
         """Rewards (B,) for (prompt, answer) pairs."""
-        seqs = [render_pair(chat, p, a) for p, a in zip(prompts, answers)]
+        prompt_ids = [chat.prompt(p) for p in prompts]
         device = next(self.parameters()).device
-        ids, last = pad(seqs, chat.end, device)
-        return self(ids, last, answer_starts(chat, prompts, device))
+        ids, last = pad([q + answer_ids(chat, a) for q, a in zip(prompt_ids, answers)], chat.end, device)
+        return self(ids, last, torch.tensor([len(q) for q in prompt_ids], device=device))
 
 
 def answer_loglik(gpt: GPT, h: torch.Tensor, ids: torch.Tensor, start: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -111,13 +111,10 @@ def answer_loglik(gpt: GPT, h: torch.Tensor, ids: torch.Tensor, start: torch.Ten
     return (tok * inside).sum(1) / inside.sum(1).clamp(min=1)
 
 
-def answer_starts(chat: ChatFormat, prompts: list[str], device) -> torch.Tensor:
-    return torch.tensor([len(chat.prompt(p)) for p in prompts], device=device)
-
-
-def render_pair(chat: ChatFormat, prompt: str, answer: str) -> list[int]:
-    ids, _ = chat.render([{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
-    return ids
+def answer_ids(chat: ChatFormat, answer: str) -> list[int]:
+    """The assistant's turn after chat.prompt(...): its text and the closing <|end|> (as chat.render
+    writes the conversation [user: prompt, assistant: answer])."""
+    return chat.encode(answer) + [chat.end]
 
 
 def pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,8 +176,10 @@ def train_reward_model(ckpt_dir: str, data: str, out_dir: str, device: str = "au
     chat = ChatFormat(tok, int(parent["bos_id"]))
     rm = RewardModel(gpt).to(device).train()
     T = gpt.cfg.block_size
-    pairs = [(render_pair(chat, p["prompt"], p["chosen"]), render_pair(chat, p["prompt"], p["rejected"]),
-              len(chat.prompt(p["prompt"]))) for p in prefs]
+    pairs = []
+    for p in prefs:  # (chosen ids, rejected ids, index of the first answer token); the prompt encoded once
+        q = chat.prompt(p["prompt"])
+        pairs.append((q + answer_ids(chat, p["chosen"]), q + answer_ids(chat, p["rejected"]), len(q)))
     too_long = sum(max(len(c), len(r)) > T for c, r, _ in pairs)
     pairs = [(c, r, s) for c, r, s in pairs if max(len(c), len(r)) <= T]
     if too_long:
